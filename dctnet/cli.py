@@ -1,0 +1,50 @@
+"""`dctnet <command>`: the one command-line entry point.
+
+Each command lives in ``dctnet/commands/<name>.py`` and defines ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Command modules import heavy
+dependencies (torch, onnxruntime) inside ``run`` so that ``dctnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order shown by `dctnet --help`.
+COMMANDS = [
+    "inspect",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dctnet",
+        description="Image classification straight from JPEG DCT coefficients.")
+    parser.add_argument("--version", action="version", version=f"dctnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"dctnet.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `dctnet inspect ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

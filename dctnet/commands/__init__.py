@@ -1,0 +1,1 @@
+"""Subcommands of `dctnet` (see dctnet/cli.py)."""

@@ -1,0 +1,80 @@
+// Coefficient reader over libjpeg-turbo's jpeg_read_coefficients.
+//
+// The surface is deliberately flat (pointers, sizes, plain structs) so that the Python
+// binding in native_module.cpp stays thin and everything else is orchestrated in Python.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dctnet {
+
+constexpr int kMaxComponents = 10;   // libjpeg's MAX_COMPONENTS
+constexpr int kMessageSize = 320;
+
+enum ErrorKind : int {
+  kOk = 0,
+  kJpegError = 1,    // libjpeg error_exit, or a corruption warning in strict mode
+  kOsError = 2,      // reading the file failed; sys_errno is set
+  kLimitError = 3,   // pixel or scan limit exceeded
+  kNoMemory = 4,
+  kInvalid = 5,      // data libjpeg accepts but dctnet cannot use (zero quantisation step)
+};
+
+struct ReadOptions {
+  bool strict = true;             // corruption warnings are errors
+  bool header_only = false;       // stop after the header: no coefficients
+  uint64_t max_pixels = 0;        // 0: no limit
+  int max_scans = 1000;           // progressive files with more scans are rejected
+};
+
+// Everything a read produces. `buffer` is one malloc'd block the caller takes ownership of:
+// the quantisation tables (uint16, ncomp x 64, natural order) at offset 0, then each
+// component's coefficients (int16, hb x wb x 64, natural order) at plane_offset[c] bytes.
+struct ReadResult {
+  int kind = kOk;
+  int sys_errno = 0;
+  char message[kMessageSize] = {0};
+
+  int width = 0, height = 0, num_components = 0;
+  int colorspace = 0;          // libjpeg J_COLOR_SPACE of the file
+  int progressive = 0, arithmetic = 0, restart_interval = 0;
+  int h_samp[kMaxComponents] = {0}, v_samp[kMaxComponents] = {0};
+  int width_in_blocks[kMaxComponents] = {0}, height_in_blocks[kMaxComponents] = {0};
+
+  void* buffer = nullptr;
+  size_t buffer_bytes = 0;
+  size_t plane_offset[kMaxComponents] = {0};
+
+  // Corrupt data tolerated in lenient mode.
+  int corrupt_warnings = 0;
+  long long missing_blocks = 0;   // blocks left zero (upper bound at iMCU-row granularity)
+  long long total_blocks = 0;
+  int corrupt_scan = 0;           // scan number (1-based) where corruption was first seen
+  char first_corruption[kMessageSize] = {0};
+  // Warnings that do not affect coefficients (unknown JFIF revision, bad ICC marker, ...).
+  int other_warnings = 0;
+  char first_other_warning[kMessageSize] = {0};
+};
+
+// One libjpeg decompressor, reused across reads. Not thread safe: use one per thread.
+class Decompressor {
+ public:
+  Decompressor();
+  ~Decompressor();
+  Decompressor(const Decompressor&) = delete;
+  Decompressor& operator=(const Decompressor&) = delete;
+
+  // Reads coefficients from memory. Never throws; the outcome is in `result`.
+  void read(const uint8_t* data, size_t size, const ReadOptions& options, ReadResult* result);
+
+ private:
+  struct State;
+  State* state_;
+};
+
+// Reads a whole file into a malloc'd buffer. Returns false and fills result (kOsError or
+// kLimitError) on failure.
+bool read_file(const char* path, uint8_t** data, size_t* size, ReadResult* result);
+
+}  // namespace dctnet

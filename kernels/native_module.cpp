@@ -1,0 +1,189 @@
+// Python binding of the coefficient reader (module dctnet._native).
+//
+// Inputs are pinned (buffers acquired, paths copied) while the GIL is held; decoding runs
+// with the GIL released, on the calling thread for one image and on a pool of native
+// threads (one Decompressor each) for a batch. Results are turned into Python objects
+// once the GIL is back. Shaping them into DCTImage / JPEGError happens in dctnet/codec.py.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "jpeg_reader.h"
+
+#include <cstdio>
+extern "C" {
+#include <jpeglib.h>
+}
+
+namespace nb = nanobind;
+using dctnet::Decompressor;
+using dctnet::ReadOptions;
+using dctnet::ReadResult;
+
+namespace {
+
+// One input: either bytes-like (a held Py_buffer) or a path read natively.
+struct Source {
+  Py_buffer view{};
+  bool has_view = false;
+  std::string path;
+  bool is_path = false;
+};
+
+void acquire_source(nb::handle obj, Source* src) {
+  if (PyUnicode_Check(obj.ptr())) {
+    src->path = nb::cast<std::string>(obj);
+    src->is_path = true;
+    return;
+  }
+  if (PyObject_GetBuffer(obj.ptr(), &src->view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    throw nb::type_error("expected a path (str) or a contiguous bytes-like object");
+  }
+  src->has_view = true;
+}
+
+void release_source(Source* src) {
+  if (src->has_view) {
+    PyBuffer_Release(&src->view);
+    src->has_view = false;
+  }
+}
+
+Decompressor& thread_decompressor() {
+  thread_local Decompressor decompressor;
+  return decompressor;
+}
+
+void read_one(Decompressor& d, const Source& src, const ReadOptions& options, ReadResult* result) {
+  if (src.is_path) {
+    uint8_t* data = nullptr;
+    size_t size = 0;
+    if (!dctnet::read_file(src.path.c_str(), &data, &size, result)) return;
+    d.read(data, size, options, result);
+    std::free(data);
+  } else {
+    d.read(static_cast<const uint8_t*>(src.view.buf), static_cast<size_t>(src.view.len), options, result);
+  }
+}
+
+// Successful read -> (width, height, colorspace, progressive, arithmetic, restart_interval,
+//   sampling, qtables, planes, corrupt_info)
+// Failed read     -> (kind, errno, message)
+nb::object to_python(ReadResult* r, bool header_only) {
+  if (r->kind != dctnet::kOk) {
+    return nb::make_tuple(r->kind, r->sys_errno, nb::str(r->message));
+  }
+  void* buffer = r->buffer;
+  r->buffer = nullptr;
+  nb::capsule owner(buffer, [](void* p) noexcept { std::free(p); });
+  const int ncomp = r->num_components;
+  size_t qt_shape[2] = {static_cast<size_t>(ncomp), 64};
+  nb::object qtables = nb::cast(nb::ndarray<nb::numpy, uint16_t, nb::ndim<2>>(buffer, 2, qt_shape, owner));
+  nb::list sampling;
+  nb::list planes;
+  for (int c = 0; c < ncomp; ++c) {
+    sampling.append(nb::make_tuple(r->h_samp[c], r->v_samp[c]));
+    if (!header_only) {
+      size_t shape[3] = {static_cast<size_t>(r->height_in_blocks[c]),
+                         static_cast<size_t>(r->width_in_blocks[c]), 64};
+      auto* ptr = reinterpret_cast<int16_t*>(static_cast<char*>(buffer) + r->plane_offset[c]);
+      planes.append(nb::cast(nb::ndarray<nb::numpy, int16_t, nb::ndim<3>>(ptr, 3, shape, owner)));
+    } else {
+      planes.append(nb::make_tuple(r->height_in_blocks[c], r->width_in_blocks[c]));
+    }
+  }
+  nb::object corrupt = nb::none();
+  if (r->corrupt_warnings > 0) {
+    corrupt = nb::make_tuple(r->corrupt_warnings, r->missing_blocks, r->total_blocks,
+                             r->corrupt_scan, nb::str(r->first_corruption));
+  }
+  nb::object other = nb::none();
+  if (r->other_warnings > 0) other = nb::make_tuple(r->other_warnings, nb::str(r->first_other_warning));
+  return nb::make_tuple(r->width, r->height, r->colorspace, r->progressive != 0, r->arithmetic != 0,
+                        r->restart_interval, nb::tuple(sampling), qtables, nb::tuple(planes), corrupt,
+                        other);
+}
+
+ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int max_scans) {
+  ReadOptions o;
+  o.strict = strict;
+  o.header_only = header_only;
+  o.max_pixels = max_pixels;
+  o.max_scans = max_scans;
+  return o;
+}
+
+nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t max_pixels, int max_scans) {
+  Source src;
+  acquire_source(src_obj, &src);
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans);
+  ReadResult result;
+  {
+    nb::gil_scoped_release release;
+    read_one(thread_decompressor(), src, options, &result);
+  }
+  release_source(&src);
+  return to_python(&result, header_only);
+}
+
+nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_t max_pixels,
+                    int max_scans, int threads) {
+  const size_t n = nb::len(srcs);
+  std::vector<Source> sources(n);
+  struct Releaser {
+    std::vector<Source>* v;
+    ~Releaser() {
+      for (auto& s : *v) release_source(&s);
+    }
+  } releaser{&sources};
+  for (size_t i = 0; i < n; ++i) acquire_source(srcs[i], &sources[i]);
+
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans);
+  std::vector<ReadResult> results(n);
+  const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads > 0 ? threads : 1, n)));
+  {
+    nb::gil_scoped_release release;
+    std::atomic<size_t> next{0};
+    auto work = [&](Decompressor& d) {
+      for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+        read_one(d, sources[i], options, &results[i]);
+      }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(workers - 1);
+    for (int t = 1; t < workers; ++t) {
+      pool.emplace_back([&work] {
+        Decompressor d;
+        work(d);
+      });
+    }
+    work(thread_decompressor());
+    for (auto& t : pool) t.join();
+  }
+  nb::list out;
+  for (size_t i = 0; i < n; ++i) out.append(to_python(&results[i], header_only));
+  return out;
+}
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "dctnet's native JPEG coefficient reader (libjpeg-turbo). Use dctnet.codec instead.";
+  m.def("read", &py_read, nb::arg("src"), nb::arg("strict"), nb::arg("header_only"),
+        nb::arg("max_pixels"), nb::arg("max_scans"));
+  m.def("read_batch", &py_read_batch, nb::arg("srcs"), nb::arg("strict"), nb::arg("header_only"),
+        nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"));
+  m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
+#ifdef LIBJPEG_TURBO_VERSION_NUMBER
+  m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;
+#endif
+}
