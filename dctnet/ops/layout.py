@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence, Union
+from typing import Literal, NamedTuple, Sequence, Union
 
 import numpy as np
 
-__all__ = ["ZIGZAG", "DCTLayout", "zigzag_bands"]
+__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands"]
 
 #: Natural indices (k = 8*v + u) of the JPEG zigzag scan: ZIGZAG[i] is the i-th lowest frequency.
 ZIGZAG: tuple[int, ...] = (
@@ -111,3 +111,29 @@ class DCTLayout:
     def from_dict(cls, d: dict) -> "DCTLayout":
         return cls(kind=d["kind"], bands=d["bands"], dequantize=d.get("dequantize", True),
                    mean=d.get("mean"), std=d.get("std"))
+
+
+class BlockBatch(NamedTuple):
+    """A batch of coefficients brought to a layout's block geometry, before band selection.
+
+    This is the hand-over point between chroma alignment / crop / flip and the per-channel
+    gather (``to_tensor``) or the fused first stage of a model, which read it directly.
+
+    Attributes:
+        y: ``(B, Hb, Wb, 64)`` luma blocks, natural order. ``int16`` (quantised) when every
+            image kept its stored coefficients, ``float32`` (already multiplied by ``qsteps``
+            == 1) when some plane had to be resampled in the DCT domain.
+        cb, cr: ``(B, Hb // 2, Wb // 2, 64)`` for 4:2:0-geometry layouts (``upsampling``,
+            ``late_concat``), same dtype rule; zeros for grayscale images. ``None`` for
+            ``y_only``.
+        qsteps: ``float32 (B, 3, 64)`` quantisation step per component and coefficient
+            (natural order) to multiply by; ones where planes are already dequantised or the
+            layout does not dequantise.
+        has_chroma: ``bool (B,)``, False for grayscale sources (zero chroma).
+    """
+
+    y: "torch.Tensor"
+    cb: "torch.Tensor | None"
+    cr: "torch.Tensor | None"
+    qsteps: "torch.Tensor"
+    has_chroma: "torch.Tensor"

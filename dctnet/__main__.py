@@ -1,0 +1,7 @@
+"""`python -m dctnet` is `dctnet`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
