@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downscale", type=_int_list, default=[], metavar="F,F",
                    help="also versions downscaled by these factors (2, 4, 8) at every QF")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
-    p.add_argument("--threads", "-j", type=int, metavar="N", help="threads (default: all cores)")
+    p.add_argument("--threads", "-j", type=int, metavar="N", help="threads (default: all cores, shared among the ranks of a machine under torchrun)")
     p.add_argument("--batch-size", "-b", type=int, default=8, metavar="N",
                    help="images per batch; each goes to a model with all its versions (default 8)")
     p.add_argument("--confusion", metavar="MODEL:SETTING", help="confusion matrix of this model and setting "
@@ -66,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         print("dctnet eval: --limit must be >= 1", file=sys.stderr)
         return 2
+    # Under torchrun the ranks of one machine share its cores.
+    threads = args.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     try:
         settings = make_settings(args.qf if args.qf is not None else DEFAULT_QFS, gray=args.gray,
                                  downscales=args.downscale)
         dataset = open_dataset(args.data, classes=args.classes, labels=args.labels, limit=args.limit)
-        predictors = [make_predictor(n, w, threads=args.threads) for n, w in zip(args.model, args.weights)]
-        predictors += [OnnxPredictor(p, threads=args.threads) for p in args.onnx]
+        predictors = [make_predictor(n, w, threads=threads) for n, w in zip(args.model, args.weights)]
+        predictors += [OnnxPredictor(p, threads=threads) for p in args.onnx]
         confusion = None
         if args.confusion:
             model, sep, setting = args.confusion.rpartition(":")
@@ -82,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--confusion {args.confusion}: models are {[p.name for p in predictors]}, "
                                  f"settings {[s.name for s in settings]}")
         rank, world, barrier = distributed_context()
-        path = run_study(dataset, predictors, settings, args.out, threads=args.threads, chunk=args.batch_size,
-                         progress=not args.no_progress, rank=rank, world_size=world, barrier=barrier,
-                         report_options={"confusion": confusion, "plots": not args.no_plots})
+        try:
+            path = run_study(dataset, predictors, settings, args.out, threads=threads, chunk=args.batch_size,
+                             progress=not args.no_progress, rank=rank, world_size=world, barrier=barrier,
+                             report_options={"confusion": confusion, "plots": not args.no_plots})
+        finally:
+            if world > 1:
+                import torch.distributed as dist
+                if dist.is_initialized():
+                    dist.destroy_process_group()
     except (ValueError, NotImplementedError, OSError) as e:
         print(f"dctnet eval: {e}", file=sys.stderr)
         return 1
