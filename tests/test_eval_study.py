@@ -219,3 +219,14 @@ def test_bad_files_are_reported_and_left_out(tmp_path, images):
     assert m["settings"]["original"]["top1"] == 50.0
     assert summ["errors"]["count"] == 1 and summ["errors"]["first"][0]["image"] == "c1/broken.jpg"
     assert summ["settings"]["qf90"]["count"] == 4
+
+
+def test_model_and_class_list_must_agree(tmp_path, images):
+    ds, versions, _ = images
+    wide = TablePredictor(versions)
+    wide.num_classes = NUM_CLASSES + 1
+    with pytest.raises(ValueError, match="8 outputs but the class list .* has 7 classes"):
+        run_study(ds, [wide], SETTINGS, str(tmp_path / "out"), progress=False)
+    with pytest.raises(ValueError, match="unique"):
+        run_study(ds, [TablePredictor(versions), TablePredictor(versions)], SETTINGS, str(tmp_path / "o"),
+                  progress=False)

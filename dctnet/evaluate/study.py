@@ -152,9 +152,11 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
     if not settings or not settings[0].is_original:
         raise ValueError("settings must start with the original")
     for p in predictors:
-        if p.num_classes < len(dataset.classes):
-            raise ValueError(f"model {p.name} has {p.num_classes} classes but the class list "
-                             f"{dataset.classes.source} has {len(dataset.classes)}")
+        # Labels are indices into the class list; a model with another number of outputs
+        # would be scored against the wrong classes.
+        if p.num_classes != len(dataset.classes):
+            raise ValueError(f"model {p.name} has {p.num_classes} outputs but the class list "
+                             f"{dataset.classes.source} has {len(dataset.classes)} classes (give --classes)")
     threads = threads or os.cpu_count() or 1
     os.makedirs(out_dir, exist_ok=True)
     main_path = os.path.join(out_dir, RESULTS_DB)
