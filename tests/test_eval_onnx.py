@@ -86,7 +86,8 @@ def test_eval_command_end_to_end(tmp_path, photos, capsys):
         assert 0 <= entry["top1"] <= entry["top5"] <= 100 and entry["cr"] > 0
     assert model["count"] == 3 and model["failed"] == 1
     assert summary["errors"]["first"][0]["image"] == "n01440764_broken.JPEG"
-    assert summary["plots"] == ["accuracy_vs_qf.png", "accuracy_vs_bpp.png"]
+    assert summary["plots"] == ["accuracy_vs_qf.png", "accuracy_vs_bpp.png",
+                                "confusion_mobilenetv2-12-int8_original.png"]
     for name in ("summary.md", "settings.csv", "selectors.csv", "quality.csv", "accuracy_vs_qf.png",
                  "confusion_mobilenetv2-12-int8_original.csv"):
         assert (out / name).stat().st_size > 0

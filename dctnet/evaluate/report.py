@@ -39,9 +39,10 @@ or the ONNX file's stem. Percentages are in percent. Definitions:
 
 Files: ``summary.json``, ``summary.md``, ``settings.csv`` (one row per model x setting),
 ``selectors.csv``, ``quality.csv`` (per setting), ``confusion_<model>_<setting>.csv``
-(``true,true_name,predicted,predicted_name,count``, non-zero cells), ``accuracy_vs_qf.png``
-and ``accuracy_vs_bpp.png`` (matplotlib; if it is missing the summary says so under
-``plots`` and a loud warning is printed).
+(``true,true_name,predicted,predicted_name,count``, non-zero cells) and its heatmap
+``confusion_<model>_<setting>.png``, ``accuracy_vs_qf.png`` and ``accuracy_vs_bpp.png``
+(matplotlib; if it is missing the summary says so under ``plots``, ``PLOTS_MISSING.txt`` is
+written and a loud warning is printed).
 """
 
 from __future__ import annotations
@@ -306,6 +307,32 @@ def _plots(out_dir: str, summary: dict, settings: Sequence[Setting]) -> list[str
     return files
 
 
+def _confusion_plot(out_dir: str, confusion: tuple[str, str], cells: dict, dataset: Dataset) -> str:
+    """Heatmap over the classes present in the data (rows: true, columns: predicted, plus "other")."""
+    import matplotlib.pyplot as plt
+
+    present = sorted(set(dataset.labels))
+    pos = {c: i for i, c in enumerate(present)}
+    mat = np.zeros((len(present), len(present) + 1), np.int64)
+    for (t, p), c in cells.items():
+        mat[pos[t], pos.get(p, len(present))] += c
+    size = min(20.0, 3 + 0.12 * len(present))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(mat, cmap="Blues", interpolation="nearest", aspect="auto")
+    if len(present) <= 40:
+        names = [dataset.classes.names[c] for c in present]
+        ax.set_yticks(range(len(present)), names, fontsize=6)
+        ax.set_xticks(range(len(present) + 1), names + ["other"], rotation=90, fontsize=6)
+    ax.set_xlabel("predicted (top-1); last column: a class not in the data")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion: {confusion[0]} at {confusion[1]}")
+    fig.tight_layout()
+    fname = f"confusion_{confusion[0]}_{confusion[1]}.png"
+    fig.savefig(os.path.join(out_dir, fname), dpi=100)
+    plt.close(fig)
+    return fname
+
+
 def write_report(out_dir: str, dataset: Dataset, models: Sequence[str], settings: Sequence[Setting], *,
                  confusion: tuple[str, str] | None = None, plots: bool = True) -> str:
     """Write the results folder from ``out_dir/results.sqlite``; returns the summary.json path.
@@ -338,6 +365,8 @@ def write_report(out_dir: str, dataset: Dataset, models: Sequence[str], settings
         summary["confusion"] = {"model": confusion[0], "setting": confusion[1], "file": fname}
     _write_csvs(out_dir, summary)
     summary["plots"] = _plots(out_dir, summary, settings) if plots else {"error": "plots not requested"}
+    if isinstance(summary["plots"], list) and confusion is not None and cells:
+        summary["plots"].append(_confusion_plot(out_dir, confusion, cells, dataset))
     with open(os.path.join(out_dir, "summary.md"), "w") as fh:
         fh.write(_markdown(summary))
     path = os.path.join(out_dir, "summary.json")
