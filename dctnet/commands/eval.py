@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downscale", type=_int_list, default=[], metavar="F,F",
                    help="also versions downscaled by these factors (2, 4, 8) at every QF")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
-    p.add_argument("--threads", "-j", type=int, metavar="N", help="threads (default: all cores, shared among the ranks of a machine under torchrun)")
+    p.add_argument("--threads", "-j", type=int, metavar="N",
+                   help="threads (default: all cores, shared among the ranks of a machine under torchrun)")
     p.add_argument("--batch-size", "-b", type=int, default=8, metavar="N",
                    help="images per batch; each goes to a model with all its versions (default 8)")
     p.add_argument("--confusion", metavar="MODEL:SETTING", help="confusion matrix of this model and setting "

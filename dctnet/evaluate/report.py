@@ -239,7 +239,8 @@ def _write_csvs(out_dir: str, summary: dict) -> None:
                 if versions is None:
                     versions = list(v["chosen"])
                     w.writerow(["model", "selector", "top1", "top5", "cr", "count"] + [f"chosen_{k}" for k in versions])
-                w.writerow([model, sel, v["top1"], v["top5"], v["cr"], v["count"]] + [v["chosen"].get(k, 0) for k in versions])
+                w.writerow([model, sel, v["top1"], v["top5"], v["cr"], v["count"]]
+                           + [v["chosen"].get(k, 0) for k in versions])
     with open(os.path.join(out_dir, "quality.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["setting", "count", "mean_bytes", "bpp", "cr", "psnr", "ssim"])
