@@ -230,3 +230,18 @@ def test_model_and_class_list_must_agree(tmp_path, images):
     with pytest.raises(ValueError, match="unique"):
         run_study(ds, [TablePredictor(versions), TablePredictor(versions)], SETTINGS, str(tmp_path / "o"),
                   progress=False)
+
+
+def test_missing_matplotlib_is_impossible_to_miss(tmp_path, images, monkeypatch, capsys):
+    import sys
+
+    ds, versions, _ = images
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    out = tmp_path / "out"
+    run_study(ds, [TablePredictor(versions)], SETTINGS, str(out), progress=False)
+    assert "PLOTS NOT WRITTEN" in capsys.readouterr().err
+    assert "matplotlib is not installed" in _summary(str(out))["plots"]["error"]
+    assert (out / "PLOTS_MISSING.txt").exists() and not (out / "accuracy_vs_qf.png").exists()
+    monkeypatch.undo()
+    run_study(ds, [TablePredictor(versions)], SETTINGS, str(out), progress=False)
+    assert not (out / "PLOTS_MISSING.txt").exists() and (out / "accuracy_vs_qf.png").exists()
