@@ -287,19 +287,23 @@ def _plots(out_dir: str, summary: dict, settings: Sequence[Setting]) -> list[str
                     ys = [m["settings"][s.name][metric] for s in ss]
                     if any(y is None for y in ys):
                         continue
-                    ax.plot(xs, ys, marker="o", color=color, linestyle=["-", "--", ":", "-."][fi % 4],
-                            label=f"{model} {fam}")
+                    # One model: a colour per family; several: a colour per model, a marker per family.
+                    ax.plot(xs, ys, marker="osv^Dxp*"[fi % 8], markersize=4,
+                            color=f"C{fi % 10}" if len(summary["models"]) == 1 else color,
+                            linestyle=["-", "--", ":", "-."][fi % 4], label=f"{model} {fam}")
                 if orig[metric] is not None:
                     if xkey == "qf":
-                        ax.axhline(orig[metric], color=color, linestyle=":", linewidth=1,
+                        ax.axhline(orig[metric], color="k" if len(summary["models"]) == 1 else color,
+                                   linestyle=":", linewidth=1,
                                    label=f"{model} original")
                     else:
-                        ax.plot([orig["bpp"]], [orig[metric]], marker="*", markersize=12, color=color,
+                        ax.plot([orig["bpp"]], [orig[metric]], marker="*", markersize=12,
+                                color="k" if len(summary["models"]) == 1 else color,
                                 linestyle="none", label=f"{model} original")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} accuracy (%)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, loc="best")
         fig.suptitle(f"dctnet eval: {summary['dataset']['root']} ({summary['dataset']['images']} images)")
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, fname), dpi=120)
