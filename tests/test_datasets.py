@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import CLASSES_TSV, sample_photos
+from jpeg_fixtures import CLASSES_TSV, sample_photos
 from dctnet.data.datasets import imagenet_classes, load_class_list, open_dataset
 
 
@@ -20,33 +20,33 @@ def test_shipped_imagenet_classes_equal_the_shared_list():
 
 
 def test_synset_prefixed_flat_folder_is_the_shared_sample():
-    photos = sample_photos()
-    ds = open_dataset(photos[0].parent, classes=CLASSES_TSV)
+    all_photos = sample_photos()
+    ds = open_dataset(all_photos[0].parent, classes=CLASSES_TSV)
     classes = imagenet_classes()
-    assert ds.layout == "synset-prefix" and len(ds) == len(photos) == 100
+    assert ds.layout == "synset-prefix" and len(ds) == len(all_photos) == 100
     for key, label in zip(ds.keys, ds.labels):
         assert classes.synsets[label] == key.split("_")[0]
-    assert len(open_dataset(photos[0].parent, limit=5)) == 5
+    assert len(open_dataset(all_photos[0].parent, limit=5)) == 5
 
 
 @pytest.fixture()
-def photos():
+def few_photos():
     return sample_photos()[:4]
 
 
-def test_class_folders_use_the_class_list_indices(tmp_path, photos):
-    for p in photos:
+def test_class_folders_use_the_class_list_indices(tmp_path, few_photos):
+    for p in few_photos:
         synset = p.name.split("_")[0]
         (tmp_path / synset).mkdir()
         shutil.copy(p, tmp_path / synset / "a.jpg")
     ds = open_dataset(tmp_path)
     assert ds.layout == "class-folders"
-    assert [imagenet_classes().synsets[i] for i in ds.labels] == [p.name.split("_")[0] for p in photos]
+    assert [imagenet_classes().synsets[i] for i in ds.labels] == [p.name.split("_")[0] for p in few_photos]
     # Folders that are not classes of the list: sorted folder names, like ImageFolder.
     other = tmp_path / "other"
     for name in ("zebra", "apple"):
         (other / name / "sub").mkdir(parents=True)
-        shutil.copy(photos[0], other / name / "sub" / "x.JPEG")
+        shutil.copy(few_photos[0], other / name / "sub" / "x.JPEG")
     ds = open_dataset(other)
     assert ds.classes.names == ("apple", "zebra") and ds.labels == [0, 1]
     assert ds.keys == ["apple/sub/x.JPEG", "zebra/sub/x.JPEG"]
@@ -54,10 +54,10 @@ def test_class_folders_use_the_class_list_indices(tmp_path, photos):
         open_dataset(other, classes=CLASSES_TSV)
 
 
-def test_flat_folder_with_labels_file(tmp_path, photos):
+def test_flat_folder_with_labels_file(tmp_path, few_photos):
     data = tmp_path / "val"
     data.mkdir()
-    for i, p in enumerate(photos):
+    for i, p in enumerate(few_photos):
         shutil.copy(p, data / f"ILSVRC2012_val_{i + 1:08d}.JPEG")
     labels = tmp_path / "labels.txt"
     labels.write_text("ILSVRC2012_val_00000001.JPEG 0\nILSVRC2012_val_00000002.JPEG n01443537\n"
@@ -82,8 +82,8 @@ def test_flat_folder_with_labels_file(tmp_path, photos):
         open_dataset(data, labels=bad)
 
 
-def test_unlabelled_flat_folder_and_bad_class_lists(tmp_path, photos):
-    shutil.copy(photos[0], tmp_path / "holiday.jpg")
+def test_unlabelled_flat_folder_and_bad_class_lists(tmp_path, few_photos):
+    shutil.copy(few_photos[0], tmp_path / "holiday.jpg")
     with pytest.raises(ValueError, match="synset prefix"):
         open_dataset(tmp_path)
     empty = tmp_path / "empty"

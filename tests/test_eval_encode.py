@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dctnet
-from conftest import sample_photos
+from jpeg_fixtures import sample_photos
 from dctnet.codec import ijg_qtables
 from dctnet.data.encode import DEFAULT_QFS, Setting, encode_setting, make_settings, parse_setting, reference_pixels
 from dctnet.data.rgb import decode_rgb

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from conftest import ONNX_MODEL, sample_photos
+from jpeg_fixtures import ONNX_MODEL, sample_photos
 from dctnet.cli import main
 from dctnet.data.datasets import imagenet_classes
 from dctnet.evaluate.predictors import OnnxPredictor, Predictor
@@ -39,22 +39,22 @@ def _independent_logits(paths) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def photos():
+def few_photos():
     all_photos = sample_photos()
     return [all_photos[i] for i in PHOTOS]
 
 
-def test_onnx_predictor_reports_bad_items_and_keeps_the_rest(photos):
+def test_onnx_predictor_reports_bad_items_and_keeps_the_rest(few_photos):
     pred = OnnxPredictor(ONNX_MODEL, threads=2)
     assert isinstance(pred, Predictor)
     assert pred.name == "mobilenetv2-12-int8" and pred.num_classes == 1000
     assert "83530ad811bc31d2b60a5599a21265a5057608c9b044b4ee758cc22f2309f54f" in pred.identity
-    data = [photos[0].read_bytes(), b"\xff\xd8 not a jpeg", photos[1].read_bytes()]
+    data = [few_photos[0].read_bytes(), b"\xff\xd8 not a jpeg", few_photos[1].read_bytes()]
     logits, errors = pred.predict_logits(data)
     assert logits.shape == (3, 1000) and logits.dtype == np.float32
     assert errors[0] is None and errors[2] is None and errors[1]
     assert np.isnan(logits[1]).all() and np.isfinite(logits[[0, 2]]).all()
-    ref = _independent_logits([photos[0], photos[1]])
+    ref = _independent_logits([few_photos[0], few_photos[1]])
     assert np.array_equal(logits[[0, 2]].argmax(1), ref.argmax(1))
     np.testing.assert_allclose(logits[[0, 2]], ref, atol=0.5)
 
@@ -68,12 +68,12 @@ def test_onnx_predictor_rejects_wrong_files(tmp_path):
         OnnxPredictor(junk)
 
 
-def test_eval_command_end_to_end(tmp_path, photos, capsys):
+def test_eval_command_end_to_end(tmp_path, few_photos, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    for p in photos:
+    for p in few_photos:
         shutil.copy(p, data / p.name)
-    (data / "n01440764_broken.JPEG").write_bytes(photos[0].read_bytes()[:2000])  # truncated
+    (data / "n01440764_broken.JPEG").write_bytes(few_photos[0].read_bytes()[:2000])  # truncated
     out = tmp_path / "out"
     code = main(["eval", str(data), "--onnx", str(ONNX_MODEL), "--out", str(out), "--qf", "50,10",
                  "--threads", "2", "--no-progress"])
@@ -93,12 +93,12 @@ def test_eval_command_end_to_end(tmp_path, photos, capsys):
         assert (out / name).stat().st_size > 0
     assert "## mobilenetv2-12-int8" in capsys.readouterr().out
     # The stored original-setting results equal an independent preprocessing + onnxruntime run.
-    ref = _independent_logits(photos)
+    ref = _independent_logits(few_photos)
     classes = imagenet_classes()
-    labels = np.array([classes.index[p.name.split("_")[0]] for p in photos])
+    labels = np.array([classes.index[p.name.split("_")[0]] for p in few_photos])
     with sqlite3.connect(out / "results.sqlite") as db:
         rows = dict(db.execute("SELECT image, top5 FROM predictions WHERE setting = 'original' AND error IS NULL"))
-    assert [json.loads(rows[p.name])[0] for p in photos] == ref.argmax(1).tolist()
+    assert [json.loads(rows[p.name])[0] for p in few_photos] == ref.argmax(1).tolist()
     expected_top1 = 100.0 * np.mean(ref.argmax(1) == labels)
     assert model["settings"]["original"]["top1"] == pytest.approx(expected_top1, abs=1e-3)
     # A rerun computes nothing new and gives the same summary.
