@@ -14,6 +14,7 @@ import sys
 # Order is the order shown by `dctnet --help`.
 COMMANDS = [
     "inspect",
+    "bench",
 ]
 
 

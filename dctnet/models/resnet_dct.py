@@ -149,11 +149,13 @@ def _rfa_stage(width: int, out: int) -> StageSpec:
     return StageSpec(width, out, (1, 2, 3), stride=1, project=True)
 
 
-def _dct_tail(stage3_stride: int, stage4_stride: int) -> list[StageSpec]:
+def _dct_tail(stage3_stride: int, stage4_stride: int, layers: Sequence[int] = (4, 6, 3)) -> list[StageSpec]:
     # Every stage opens with a projecting "conv block", as in the papers' Keras ResNet-50.
-    return [StageSpec.uniform(128, 512, 4, stride=stage3_stride, project=True),
-            StageSpec.uniform(256, 1024, 6, stride=stage4_stride, project=True),
-            StageSpec.uniform(512, 2048, 3, stride=2, project=True)]
+    if len(layers) != 3 or any(n < 1 for n in layers):
+        raise ValueError(f"layers must give 3 positive block counts (stages 3-5), got {layers}")
+    return [StageSpec.uniform(128, 512, layers[0], stride=stage3_stride, project=True),
+            StageSpec.uniform(256, 1024, layers[1], stride=stage4_stride, project=True),
+            StageSpec.uniform(512, 2048, layers[2], stride=2, project=True)]
 
 
 def _finish(model: DCTResNet, layout: DCTLayout, shapes) -> DCTResNet:
@@ -165,7 +167,7 @@ def _finish(model: DCTResNet, layout: DCTLayout, shapes) -> DCTResNet:
 
 def dct_resnet50(variant: str = "upsampling_rfa", bands: int | Sequence[Sequence[int]] = 64, num_classes: int = 1000,
                  stride_in_1x1: bool = True, widths: Sequence[int] | None = None,
-                 zero_init_residual: bool = False) -> DCTResNet:
+                 layers: Sequence[int] = (4, 6, 3), zero_init_residual: bool = False) -> DCTResNet:
     """Build a DCT ResNet-50.
 
     Args:
@@ -176,6 +178,7 @@ def dct_resnet50(variant: str = "upsampling_rfa", bands: int | Sequence[Sequence
         stride_in_1x1: v1 downsampling blocks (the papers') if True.
         widths: override the stage-2 widths: ``(m, o)`` for upsampling/deconv, ``(m, o, mc, oc)``
             for late-concat.
+        layers: blocks in stages 3, 4, 5 (ResNet-50: 4, 6, 3; fewer for quick experiments/tests).
     """
     common = dict(num_classes=num_classes, stride_in_1x1=stride_in_1x1, zero_init_residual=zero_init_residual)
     if variant == "upsampling_rfa" or variant == "deconv_rfa":
@@ -192,7 +195,7 @@ def dct_resnet50(variant: str = "upsampling_rfa", bands: int | Sequence[Sequence
                 raise ValueError(f"deconv_rfa needs as many Cb as Cr bands, got {ncb} and {ncr}")
             stem = DeconvStem(ny, ncb + ncr)
             shapes = [(ny, 28, 28), (ncb + ncr, 14, 14)]
-        model = DCTResNet(Bottleneck, [_rfa_stage(m, o)] + _dct_tail(1, 2), stem, **common)
+        model = DCTResNet(Bottleneck, [_rfa_stage(m, o)] + _dct_tail(1, 2, layers), stem, **common)
         return _finish(model, layout, shapes)
     if variant in ("late_concat_rfa", "late_concat_rfa_thinner"):
         layout = DCTLayout("late_concat", bands)
@@ -205,7 +208,7 @@ def dct_resnet50(variant: str = "upsampling_rfa", bands: int | Sequence[Sequence
         else:
             m, o, mc, oc = 2 * ny, 8 * ny, max(1, nc // 2), 128
         side = nn.Sequential(Bottleneck(nc, mc, oc, stride=1, kernel=1, project=True))
-        stages = [_rfa_stage(m, o)] + _dct_tail(2, 1)
+        stages = [_rfa_stage(m, o)] + _dct_tail(2, 1, layers)
         model = DCTResNet(Bottleneck, stages, LateConcatStem(ny, nc), side_path=side, side_channels=oc,
                           join_before=3, **common)
         return _finish(model, layout, [(ny, 28, 28), (nc, 14, 14)])
