@@ -1,0 +1,1 @@
+"""Data: RGB preprocessing, datasets, re-encoding."""
