@@ -15,6 +15,7 @@ import sys
 COMMANDS = [
     "inspect",
     "eval",
+    "bench",
 ]
 
 
