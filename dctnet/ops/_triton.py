@@ -1,0 +1,105 @@
+"""Triton backend: BlockBatch -> selected, dequantised, normalised, chroma-aligned,
+channel-major tensor in one pass (one launch per component; every coefficient is read once
+and every output element written once).
+
+Written for Ampere/Hopper: a program takes ``BLOCK_P`` consecutive 8x8 blocks of one image
+(raster order, so consecutive programs walk memory linearly) and loads, for each block, the
+selected coefficients of its contiguous 128-byte (int16) or 256-byte (float32) record; the
+lanes of a warp read neighbouring coefficients of neighbouring blocks, so the loads are
+whole cache lines. Stores go channel by channel along image rows (``pos`` is the fastest
+output index), i.e. coalesced. Chroma of the ``upsampling`` layout is written to its 2x2
+output positions from registers (nearest-neighbour upsampling without a second pass).
+
+Under ``TRITON_INTERPRET=1`` (set before this module is imported) the same kernel runs on
+CPU tensors; that is how the test suite checks it.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .layout import BlockBatch, DCTLayout
+
+__all__ = ["blocks_to_tensor_triton"]
+
+
+@triton.jit
+def _gather_kernel(src, qsteps, bands, mean, std, out,
+                   n_pos, src_w, n_bands, comp, stat_off, ch_off, out_c, out_h, out_w,
+                   UP: tl.constexpr, NORMALISE: tl.constexpr, BLOCK_P: tl.constexpr, NB: tl.constexpr):
+    b = tl.program_id(1).to(tl.int64)
+    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)     # block index in the plane
+    j = tl.arange(0, NB)                                         # band slot (padded to a power of two)
+    pmask = pos < n_pos
+    jmask = j < n_bands
+    k = tl.load(bands + j, mask=jmask, other=0)                  # natural coefficient index
+    q = tl.load(qsteps + b * 192 + comp * 64 + k, mask=jmask, other=0.0)
+    mask = pmask[:, None] & jmask[None, :]
+    x = tl.load(src + (b * n_pos + pos[:, None]) * 64 + k[None, :], mask=mask, other=0)
+    v = x.to(tl.float32) * q[None, :]
+    if NORMALISE:
+        m = tl.load(mean + stat_off + j, mask=jmask, other=0.0)
+        s = tl.load(std + stat_off + j, mask=jmask, other=1.0)
+        v = (v - m[None, :]) / s[None, :]
+    v = v.to(out.dtype.element_ty)
+    r = pos // src_w
+    c = pos % src_w
+    plane = out + (b * out_c + ch_off + j[None, :]).to(tl.int64) * (out_h * out_w)
+    if UP:
+        row = (2 * r)[:, None] * out_w + (2 * c)[:, None]
+        tl.store(plane + row, v, mask=mask)
+        tl.store(plane + row + 1, v, mask=mask)
+        tl.store(plane + row + out_w, v, mask=mask)
+        tl.store(plane + row + out_w + 1, v, mask=mask)
+    else:
+        tl.store(plane + (r * out_w + c)[:, None], v, mask=mask)
+
+
+def _block_p(n_pos: int, interpreting: bool) -> int:
+    # GPU: 64 blocks x up to 64 bands = 4096 elements per program. The interpreter pays
+    # ~3 ms per program, so it gets fewer, larger programs.
+    cap = 1024 if interpreting else 64
+    return max(16, min(cap, triton.next_power_of_2(n_pos)))
+
+
+def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[torch.Tensor, ...]) -> None:
+    """Write the layout's tensor(s) for ``blocks`` into ``outs`` (contiguous, on the blocks' device).
+
+    ``outs`` are as :func:`~dctnet.ops.to_tensor` returns them (one tensor, or Y and CbCr).
+    """
+    import os
+
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    device = blocks.y.device
+    for t in outs:
+        if t.device != device or not t.is_contiguous():
+            raise ValueError(f"outputs must be contiguous tensors on {device}")
+    band_lists = layout.band_indices()
+    planes = [blocks.y] if layout.kind == "y_only" else [blocks.y, blocks.cb, blocks.cr]
+    qsteps = blocks.qsteps.to(device=device, dtype=torch.float32).contiguous()
+    if layout.mean is not None:
+        mean = torch.tensor(layout.mean, dtype=torch.float32, device=device)
+        std = torch.tensor(layout.std, dtype=torch.float32, device=device)
+    else:
+        mean = std = torch.zeros(1, dtype=torch.float32, device=device)
+    stat_off = 0
+    for comp, (plane, bl) in enumerate(zip(planes, band_lists)):
+        plane = plane.contiguous()
+        bsz, h, w, _ = plane.shape
+        if layout.kind == "late_concat" and comp > 0:
+            out, ch_off = outs[1], stat_off - len(band_lists[0])
+        else:
+            out, ch_off = outs[0], stat_off
+        up = layout.kind == "upsampling" and comp > 0
+        n_pos = h * w
+        if bsz and n_pos:
+            bands = torch.tensor(bl, dtype=torch.int32, device=device)
+            block_p = _block_p(n_pos, interpreting)
+            grid = (triton.cdiv(n_pos, block_p), bsz)
+            _gather_kernel[grid](plane, qsteps, bands, mean, std, out,
+                                 n_pos, w, len(bl), comp, stat_off, ch_off, out.shape[1], out.shape[2], out.shape[3],
+                                 UP=up, NORMALISE=layout.mean is not None, BLOCK_P=block_p,
+                                 NB=triton.next_power_of_2(len(bl)))
+        stat_off += len(bl)
