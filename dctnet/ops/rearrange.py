@@ -130,7 +130,7 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
 
 def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
               flip: Flip = False, backend: str = "auto", out: Output | None = None,
-              dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None,
+              dtype: torch.dtype | None = None, generator: torch.Generator | None = None,
               device: torch.device | str | None = None) -> Output:
     """Turn DCTImages into the input tensor(s) of a DCT network.
 
@@ -149,7 +149,8 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
             An explicit backend that cannot run raises (no fallback).
         out: tensor(s) to write into (e.g. pinned CPU buffers); shape and dtype must match
             exactly (a tuple ``(y, cbcr)`` for ``late_concat``). Decides the device.
-        dtype: output dtype (float32, or float16/bfloat16: computed in float32, rounded once).
+        dtype: output dtype (default float32, or ``out``'s dtype; float16/bfloat16 are computed
+            in float32 and rounded once).
         device: output device when ``out`` is not given (default CPU).
 
     Returns:
@@ -159,9 +160,12 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
         each in the layout's band order. ``out`` itself when given.
     """
     if out is not None:
-        dev = (out[0] if isinstance(out, (tuple, list)) else out).device
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        dev = first.device
+        dtype = dtype or first.dtype
     else:
         dev = torch.device(device) if device is not None else torch.device("cpu")
+    dtype = dtype or torch.float32
     chosen = _choose_backend(backend, dev)
     plan = plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator)
     shapes = output_shapes(layout, plan.batch, plan.hb, plan.wb)
