@@ -21,12 +21,13 @@ import triton
 import triton.language as tl
 
 from .layout import BlockBatch, DCTLayout
+from .reference import normalisation
 
 __all__ = ["blocks_to_tensor_triton"]
 
 
 @triton.jit
-def _gather_kernel(src, qsteps, bands, mean, std, out,
+def _gather_kernel(src, qsteps, bands, mean, inv_std, out,
                    n_pos, src_w, n_bands, comp, stat_off, ch_off, out_c, out_h, out_w,
                    UP: tl.constexpr, NORMALISE: tl.constexpr, BLOCK_P: tl.constexpr, NB: tl.constexpr):
     b = tl.program_id(1).to(tl.int64)
@@ -41,8 +42,8 @@ def _gather_kernel(src, qsteps, bands, mean, std, out,
     v = x.to(tl.float32) * q[None, :]
     if NORMALISE:
         m = tl.load(mean + stat_off + j, mask=jmask, other=0.0)
-        s = tl.load(std + stat_off + j, mask=jmask, other=1.0)
-        v = (v - m[None, :]) / s[None, :]
+        s = tl.load(inv_std + stat_off + j, mask=jmask, other=1.0)
+        v = (v - m[None, :]) * s[None, :]
     v = v.to(out.dtype.element_ty)
     r = pos // src_w
     c = pos % src_w
@@ -79,11 +80,7 @@ def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[t
     band_lists = layout.band_indices()
     planes = [blocks.y] if layout.kind == "y_only" else [blocks.y, blocks.cb, blocks.cr]
     qsteps = blocks.qsteps.to(device=device, dtype=torch.float32).contiguous()
-    if layout.mean is not None:
-        mean = torch.tensor(layout.mean, dtype=torch.float32, device=device)
-        std = torch.tensor(layout.std, dtype=torch.float32, device=device)
-    else:
-        mean = std = torch.zeros(1, dtype=torch.float32, device=device)
+    mean, inv_std = (torch.from_numpy(a).to(device) for a in normalisation(layout))
     stat_off = 0
     for comp, (plane, bl) in enumerate(zip(planes, band_lists)):
         plane = plane.contiguous()
@@ -98,7 +95,7 @@ def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[t
             bands = torch.tensor(bl, dtype=torch.int32, device=device)
             block_p = _block_p(n_pos, interpreting)
             grid = (triton.cdiv(n_pos, block_p), bsz)
-            _gather_kernel[grid](plane, qsteps, bands, mean, std, out,
+            _gather_kernel[grid](plane, qsteps, bands, mean, inv_std, out,
                                  n_pos, w, len(bl), comp, stat_off, ch_off, out.shape[1], out.shape[2], out.shape[3],
                                  UP=up, NORMALISE=layout.mean is not None, BLOCK_P=block_p,
                                  NB=triton.next_power_of_2(len(bl)))

@@ -13,7 +13,7 @@ import torch
 from ..codec import DCTImage
 from .align import Crop, Flip, GeometryPlan, Size, blocks_from_plan, plan_geometry
 from .layout import DCTLayout
-from .reference import blocks_to_tensor_torch
+from .reference import blocks_to_tensor_torch, normalisation
 
 __all__ = ["to_tensor", "compute_stats", "output_shapes", "BACKENDS"]
 
@@ -71,13 +71,6 @@ def _check_out(out, shapes, dtype: torch.dtype):
     return tuple(outs)
 
 
-def _norm_arrays(layout: DCTLayout):
-    if layout.mean is None:
-        c = layout.num_channels
-        return np.zeros(c, np.float32), np.ones(c, np.float32), False
-    return np.asarray(layout.mean, np.float32), np.asarray(layout.std, np.float32), True
-
-
 def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, ...]) -> None:
     from ._numba import fused_gather
 
@@ -113,14 +106,14 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
     ch_off = stat_off.copy()
     if layout.kind == "late_concat":
         ch_off[1:] -= nbands[0]
-    mean, std, normalise = _norm_arrays(layout)
+    mean, inv_std = normalisation(layout)
 
     direct = all(t.dtype == torch.float32 and t.device.type == "cpu" for t in outs)
     arrays = [t.numpy() if direct else np.empty(tuple(t.shape), np.float32) for t in outs]
     out_y = arrays[0]
     out_c = arrays[1] if len(arrays) > 1 else arrays[0]
     fused_gather(address, row_len, row0, col0, is_float, np.ascontiguousarray(plan.flip, np.bool_),
-                 plan.qsteps, bands, nbands, ch_off, stat_off, mean, std, normalise, ncomp, plan.hb, plan.wb,
+                 plan.qsteps, bands, nbands, ch_off, stat_off, mean, inv_std, ncomp, plan.hb, plan.wb,
                  out_y, out_c, layout.kind == "upsampling")
     del keep
     if not direct:
@@ -136,7 +129,7 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
 
     ``to_tensor = align_blocks`` (crop, flip, chroma alignment; exact, see
     :func:`~dctnet.ops.align_blocks`) ``+`` band selection ``+`` dequantisation ``+``
-    normalisation (``(coef * qstep - mean) / std`` in float32, per output channel).
+    normalisation (``(coef * qstep - mean) * (1 / std)`` in float32, per output channel).
 
     Args:
         images: ``DCTImage`` s (YCbCr of sampling 4:2:0, 4:4:4, 4:2:2, 4:4:0, 4:1:1, 4:1:0,

@@ -2,16 +2,31 @@
 
 Plain tensor indexing, nothing clever: select bands, multiply by quantisation steps,
 normalise, move channels first, upsample chroma x2 by nearest neighbour (``upsampling``).
-Float formula, the same in every backend: ``(float32(coef) * qstep - mean) / std``.
+Float formula, the same in every backend: ``(float32(coef) * qstep - mean) * inv_std`` in
+float32, with ``inv_std = float32(1 / float64(std))`` (see :func:`normalisation`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .layout import BlockBatch, DCTLayout
 
-__all__ = ["blocks_to_tensor_torch"]
+__all__ = ["blocks_to_tensor_torch", "normalisation"]
+
+
+def normalisation(layout: DCTLayout) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, inv_std)`` as ``float32 (C,)`` arrays, the exact constants every backend uses.
+
+    Without statistics: zeros and ones (``(v - 0) * 1 == v`` exactly).
+    """
+    c = layout.num_channels
+    if layout.mean is None:
+        return np.zeros(c, np.float32), np.ones(c, np.float32)
+    mean = np.asarray(layout.mean, np.float64).astype(np.float32)
+    inv_std = (1.0 / np.asarray(layout.std, np.float64)).astype(np.float32)
+    return mean, inv_std
 
 
 def _component(blocks: torch.Tensor, qsteps: torch.Tensor, bands: tuple[int, ...]) -> torch.Tensor:
@@ -24,9 +39,9 @@ def _normalise(x: torch.Tensor, layout: DCTLayout, first: int) -> torch.Tensor:
     if layout.mean is None:
         return x
     c = x.shape[1]
-    mean = torch.tensor(layout.mean[first:first + c], dtype=torch.float32, device=x.device)[None, :, None, None]
-    std = torch.tensor(layout.std[first:first + c], dtype=torch.float32, device=x.device)[None, :, None, None]
-    return (x - mean) / std
+    mean, inv_std = (torch.from_numpy(a[first:first + c]).to(x.device)[None, :, None, None]
+                     for a in normalisation(layout))
+    return (x - mean) * inv_std
 
 
 def blocks_to_tensor_torch(blocks: BlockBatch, layout: DCTLayout, dtype: torch.dtype = torch.float32):
