@@ -334,6 +334,10 @@ def test_backend_errors(mixed_batch, monkeypatch):
         to_tensor(mixed_batch, layout, crop="center", backend="numba", device="meta")
     with pytest.raises(ValueError, match="backend must be one of"):
         to_tensor(mixed_batch, layout, crop="center", backend="cuda")
+    # auto: Triton for CUDA outputs, numba for CPU ones (the decision, testable without a GPU)
+    from dctnet.ops.rearrange import _choose_backend
+    assert _choose_backend("auto", torch.device("cuda", 0)) == "triton"
+    assert _choose_backend("auto", torch.device("cpu")) == "numba"
 
 
 def test_bad_inputs(files, tmp_path, photos):
@@ -371,7 +375,7 @@ def test_compute_stats(files, mixed_batch):
     np.testing.assert_allclose(stats.std[3:6], cbs.std(0), rtol=1e-6)
     # Normalised inputs of the colour images have zero mean / unit std in Y over the set.
     again = DCTLayout.from_dict(json.loads(json.dumps(stats.to_dict())))
-    assert again == stats
+    assert again == stats and DCTLayout.from_json(stats.to_json()) == stats
     x = to_tensor(imgs, again)
     assert x[:, :3].mean(dim=(0, 2, 3)).abs().max() < 1e-4
     assert (x[:, :3].std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-4
