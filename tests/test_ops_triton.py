@@ -16,23 +16,70 @@ import sys
 from pathlib import Path
 
 
-def test_triton_backend_matches_torch_under_interpreter(photos, tmp_path):
+def _run_child(mode: str, **env_extra) -> str:
     import dctnet  # not at module level: the child process runs this file as a script
 
-    env = dict(os.environ, TRITON_INTERPRET="1", DCTNET_OPS_ROOT=str(Path(dctnet.__file__).resolve().parents[1]),
-               DCTNET_OPS_PHOTO=str(photos[0]), DCTNET_OPS_TMP=str(tmp_path))
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"interpreted Triton checks failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "checked" in proc.stdout and "cases" in proc.stdout, proc.stdout
+    env = dict(os.environ, DCTNET_OPS_ROOT=str(Path(dctnet.__file__).resolve().parents[1]), **env_extra)
+    if mode == "compile":
+        env.pop("TRITON_INTERPRET", None)
+    else:
+        env["TRITON_INTERPRET"] = "1"
+    proc = subprocess.run([sys.executable, __file__, mode], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"Triton checks ({mode}) failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
-def _child() -> None:
-    """Runs in the child process with TRITON_INTERPRET=1."""
+def test_triton_backend_matches_torch_under_interpreter(photos, tmp_path):
+    out = _run_child("interpret", DCTNET_OPS_PHOTO=str(photos[0]), DCTNET_OPS_TMP=str(tmp_path))
+    assert "checked 12 cases" in out, out
+
+
+def test_triton_kernel_compiles_for_ampere_and_hopper():
+    """Ahead-of-time compilation to PTX for sm_80 and sm_90 (no GPU needed): catches what the
+    interpreter accepts but the compiler rejects. Loads must be coalesced global loads."""
+    out = _run_child("compile")
+    for cc in (80, 90):
+        assert f"sm_{cc}: ok" in out, out
+
+
+def _setup_child():
     root = os.environ["DCTNET_OPS_ROOT"]
     # Test the parent's sources even if an editable install of another checkout is on the path.
     sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuildInplaceFinder"]
     sys.path.insert(0, root)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import dctnet
+    assert Path(dctnet.__file__).resolve().parents[1] == Path(root).resolve(), dctnet.__file__
+
+
+def _compile_child() -> None:
+    """Runs in a child process without the interpreter."""
+    _setup_child()
+    import warnings
+    warnings.simplefilter("error")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from dctnet.ops import _triton
+
+    sig = {"src": "*i16", "qsteps": "*fp32", "bands": "*i32", "mean": "*fp32", "inv_std": "*fp32", "out": "*fp32",
+           "n_pos": "i32", "src_w": "i32", "n_bands": "i32", "comp": "i32", "stat_off": "i32", "ch_off": "i32",
+           "out_c": "i32", "out_h": "i32", "out_w": "i32"}
+    for cc in (80, 90):
+        for up, nb in ((True, 16), (False, 64)):
+            src = ASTSource(fn=_triton._gather_kernel, signature=dict(sig, UP="constexpr", NORMALISE="constexpr",
+                                                                     BLOCK_P="constexpr", NB="constexpr"),
+                            constexprs={"UP": up, "NORMALISE": True, "BLOCK_P": 64, "NB": nb})
+            kernel = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=dict(_triton._COMPILE_OPTIONS))
+            ptx = kernel.asm["ptx"]
+            assert "ld.global" in ptx and "st.global" in ptx and "fma.rn.f32" not in ptx, cc
+        print(f"sm_{cc}: ok")
+
+
+def _child() -> None:
+    """Runs in the child process with TRITON_INTERPRET=1."""
+    _setup_child()
     import numpy as np
     import torch
 
@@ -41,7 +88,6 @@ def _child() -> None:
     from dctnet.ops import _triton
     from conftest import read_pnm, run_tool, write_ppm
 
-    assert Path(dctnet.__file__).resolve().parents[1] == Path(root).resolve(), dctnet.__file__
     assert type(_triton._gather_kernel).__name__ == "InterpretedFunction", type(_triton._gather_kernel)
 
     tmp = Path(os.environ["DCTNET_OPS_TMP"])
@@ -89,4 +135,4 @@ def _child() -> None:
 
 
 if __name__ == "__main__":
-    _child()
+    _compile_child() if sys.argv[1] == "compile" else _child()

@@ -3,11 +3,11 @@ channel-major tensor in one pass (one launch per component; every coefficient is
 and every output element written once).
 
 Written for Ampere/Hopper: a program takes ``BLOCK_P`` consecutive 8x8 blocks of one image
-(raster order, so consecutive programs walk memory linearly) and loads, for each block, the
-selected coefficients of its contiguous 128-byte (int16) or 256-byte (float32) record; the
-lanes of a warp read neighbouring coefficients of neighbouring blocks, so the loads are
-whole cache lines. Stores go channel by channel along image rows (``pos`` is the fastest
-output index), i.e. coalesced. Chroma of the ``upsampling`` layout is written to its 2x2
+(raster order) and loads them whole as one ``[BLOCK_P, 64]`` tile: a single contiguous
+range of ``BLOCK_P * 128`` bytes (int16) read by neighbouring lanes, i.e. fully coalesced.
+The selected bands are picked from registers with ``tl.gather`` (no second memory access).
+Stores go channel by channel along image rows (``pos`` is the fastest output index), i.e.
+coalesced, one write per output element. Chroma of the ``upsampling`` layout is written to its 2x2
 output positions from registers (nearest-neighbour upsampling without a second pass).
 
 Under ``TRITON_INTERPRET=1`` (set before this module is imported) the same kernel runs on
@@ -38,7 +38,8 @@ def _gather_kernel(src, qsteps, bands, mean, inv_std, out,
     k = tl.load(bands + j, mask=jmask, other=0)                  # natural coefficient index
     q = tl.load(qsteps + b * 192 + comp * 64 + k, mask=jmask, other=0.0)
     mask = pmask[:, None] & jmask[None, :]
-    x = tl.load(src + (b * n_pos + pos[:, None]) * 64 + k[None, :], mask=mask, other=0)
+    whole = tl.load(src + (b * n_pos + pos[:, None]) * 64 + tl.arange(0, 64)[None, :], mask=pmask[:, None], other=0)
+    x = tl.gather(whole, tl.broadcast_to(k[None, :], (BLOCK_P, NB)), axis=1)
     v = x.to(tl.float32) * q[None, :]
     if NORMALISE:
         m = tl.load(mean + stat_off + j, mask=jmask, other=0.0)
@@ -56,6 +57,11 @@ def _gather_kernel(src, qsteps, bands, mean, inv_std, out,
         tl.store(plane + row + out_w + 1, v, mask=mask)
     else:
         tl.store(plane + (r * out_w + c)[:, None], v, mask=mask)
+
+
+#: No FMA contraction: ``(x * q - mean) * inv_std`` is rounded step by step exactly as in the
+#: torch and numba backends (and Triton 3.9 warns when fusion is left to its default).
+_COMPILE_OPTIONS = {"enable_fp_fusion": False}
 
 
 def _block_p(n_pos: int, interpreting: bool) -> int:
@@ -98,5 +104,5 @@ def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[t
             _gather_kernel[grid](plane, qsteps, bands, mean, inv_std, out,
                                  n_pos, w, len(bl), comp, stat_off, ch_off, out.shape[1], out.shape[2], out.shape[3],
                                  UP=up, NORMALISE=layout.mean is not None, BLOCK_P=block_p,
-                                 NB=triton.next_power_of_2(len(bl)))
+                                 NB=triton.next_power_of_2(len(bl)), **_COMPILE_OPTIONS)
         stat_off += len(bl)
