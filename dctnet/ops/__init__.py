@@ -1,5 +1,14 @@
-"""From DCTImages to network input tensors (see design.md section 2)."""
+"""From DCTImages to network input tensors (see design.md section 2).
 
+``to_tensor(images, layout, ...)`` = ``align_blocks`` (crop, flip, chroma alignment, exact in
+the DCT domain) + band selection + dequantisation + normalisation, with a torch reference,
+a numba CPU kernel and a Triton GPU kernel. ``compute_stats`` measures the normalisation.
+"""
+
+from .align import align_blocks, plan_geometry
 from .layout import ZIGZAG, BlockBatch, DCTLayout, zigzag_bands
+from .rearrange import BACKENDS, compute_stats, output_shapes, to_tensor
+from .reference import blocks_to_tensor_torch
 
-__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands"]
+__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "to_tensor",
+           "compute_stats", "output_shapes", "blocks_to_tensor_torch", "BACKENDS"]

@@ -33,7 +33,8 @@ class DCTLayout:
     """The input a DCT model consumes.
 
     Attributes:
-        kind: ``"upsampling"``: Y at H/8 x W/8 with Cb, Cr upsampled x2 (nearest) and
+        kind (block grids and crop steps: :mod:`dctnet.ops.align`):
+            ``"upsampling"``: Y at H/8 x W/8 with Cb, Cr upsampled x2 (nearest) and
             concatenated, one tensor ``(B, C, H/8, W/8)``. ``"late_concat"``: Y
             ``(B, nY, H/8, W/8)`` and CbCr ``(B, nCb + nCr, H/16, W/16)``. ``"y_only"``:
             Y alone.
@@ -43,6 +44,7 @@ class DCTLayout:
             content then has the same magnitude at every quality).
         mean, std: per output channel normalisation (channel order of the output tensor(s):
             Y bands, then Cb bands, then Cr bands); ``None`` means no normalisation.
+            Measured by :func:`dctnet.ops.compute_stats`; applied as ``(x - mean) * (1/std)``.
     """
 
     kind: LayoutKind = "upsampling"
@@ -100,6 +102,16 @@ class DCTLayout:
     def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> "DCTLayout":
         return replace(self, mean=tuple(mean), std=tuple(std))
 
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict` (what checkpoints store next to the weights)."""
+        import json
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "DCTLayout":
+        import json
+        return cls.from_dict(json.loads(text))
+
     def to_dict(self) -> dict:
         """JSON-serialisable form, stored in checkpoints."""
         return {"kind": self.kind, "bands": self.bands if isinstance(self.bands, int) else [list(b) for b in self.bands],
@@ -116,19 +128,27 @@ class DCTLayout:
 class BlockBatch(NamedTuple):
     """A batch of coefficients brought to a layout's block geometry, before band selection.
 
-    This is the hand-over point between chroma alignment / crop / flip and the per-channel
-    gather (``to_tensor``) or the fused first stage of a model, which read it directly.
+    This is the hand-over point between chroma alignment / crop / flip
+    (:func:`dctnet.ops.align_blocks`) and the per-channel gather (``to_tensor``) or the fused
+    first stage of a model, which read it directly. Crop and horizontal flip are already
+    applied (flipped blocks have their odd-``u`` coefficients negated), so a consumer only
+    selects bands, multiplies by ``qsteps`` and normalises.
+
+    Geometry (see :mod:`dctnet.ops.align`): ``Hb, Wb`` is the layout's Y grid; for 4:2:0
+    layouts both are even (an odd last row/column of Y blocks is dropped together with the
+    partial chroma block it would pair with, e.g. a 225x223 image gives 28x28 / 14x14).
 
     Attributes:
-        y: ``(B, Hb, Wb, 64)`` luma blocks, natural order. ``int16`` (quantised) when every
-            image kept its stored coefficients, ``float32`` (already multiplied by ``qsteps``
-            == 1) when some plane had to be resampled in the DCT domain.
+        y: ``int16 (B, Hb, Wb, 64)`` luma blocks, natural order, quantised (Y is never
+            resampled).
         cb, cr: ``(B, Hb // 2, Wb // 2, 64)`` for 4:2:0-geometry layouts (``upsampling``,
-            ``late_concat``), same dtype rule; zeros for grayscale images. ``None`` for
-            ``y_only``.
+            ``late_concat``); zeros for grayscale images; ``None`` for ``y_only``. ``int16``
+            when every image kept its stored chroma (4:2:0 files); ``float32`` when some
+            image's chroma was resampled in the DCT domain: the resampled planes are
+            dequantised (their ``qsteps`` are ones), the others hold their stored integers.
         qsteps: ``float32 (B, 3, 64)`` quantisation step per component and coefficient
-            (natural order) to multiply by; ones where planes are already dequantised or the
-            layout does not dequantise.
+            (natural order) to multiply by; ones where planes are already dequantised, for
+            grayscale chroma, or when the layout does not dequantise.
         has_chroma: ``bool (B,)``, False for grayscale sources (zero chroma).
     """
 

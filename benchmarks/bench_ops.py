@@ -1,0 +1,136 @@
+"""Speed of dctnet.ops (issue 3).
+
+Groups:
+  ops-to_tensor-64x224   to_tensor on 64 images of 224x224 4:2:0 (q90), n = 64 and 16 bands,
+                         torch reference vs numba, 1 and 2 threads, into a preallocated buffer.
+  input-prep-<threads>t  per-image input preparation for deployment, the 100 sample photos:
+                         RGB path (libjpeg-turbo decode of the original + resize shorter side
+                         256 + centre crop 224 + normalise; dctnet.data.rgb) vs DCT path
+                         (the same photos prepared once at shorter side 256, q90, 4:2:0:
+                         read_dct_batch + centre crop 224 + to_tensor, n = 64 and 16).
+
+Timing run (ratios printed by ``python benchmarks/bench_ops.py results.json``):
+    python -m pytest benchmarks/bench_ops.py --benchmark-enable --benchmark-json=results.json
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dctnet
+from dctnet.data.rgb import RGBPreprocess, decode_rgb, resize_shorter
+from dctnet.ops import DCTLayout, output_shapes, to_tensor
+
+SHARED = Path(os.environ.get("DCTNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SAMPLE_DIR = SHARED / "data" / "imagenet-sample"
+
+
+def _encode(pixels: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality, subsampling=2)   # 4:2:0, IJG tables
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, list[bytes]]:
+    """Original photo bytes, the papers' preparation (shorter side 256, q90, 4:2:0), 224x224 crops."""
+    paths = sorted(SAMPLE_DIR.glob("*.JPEG"))
+    if not paths:
+        raise RuntimeError(f"no sample photos under {SAMPLE_DIR} (set DCTNET_SHARED)")
+    original = [p.read_bytes() for p in paths]
+    prepared, crops = [], []
+    for data in original:
+        pixels = resize_shorter(decode_rgb(data), 256)
+        prepared.append(_encode(pixels))
+        h, w = pixels.shape[:2]
+        crops.append(_encode(np.ascontiguousarray(pixels[(h - 224) // 2:(h - 224) // 2 + 224,
+                                                         (w - 224) // 2:(w - 224) // 2 + 224])))
+    return {"original": original, "prepared": prepared, "crops224": crops}
+
+
+@pytest.fixture
+def threads(request):
+    """Set numba's and torch's thread counts for one benchmark, restore afterwards."""
+    n = request.param
+    old_numba, old_torch = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
+    yield n
+    numba.set_num_threads(old_numba)
+    torch.set_num_threads(old_torch)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("bands", [64, 16])
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.benchmark(group="ops-to_tensor-64x224")
+def test_to_tensor_batch64(benchmark, photos, backend, bands, threads):
+    images = dctnet.read_dct_batch(photos["crops224"][:64])
+    assert all(im.subsampling == "4:2:0" and im.block_shapes[0] == (28, 28) for im in images)
+    layout = DCTLayout("upsampling", bands)
+    out = torch.empty(output_shapes(layout, 64, 28, 28)[0])
+    to_tensor(images, layout, backend=backend, out=out)                   # warm-up (numba: load the cache)
+    benchmark.extra_info.update(device="cpu", batch=64, bands=bands, threads=threads, dtype="float32",
+                                backend=backend, images_per_call=64)
+    result = benchmark(to_tensor, images, layout, backend=backend, out=out)
+    assert result is out and out.shape == (64, 3 * bands, 28, 28)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("path", ["rgb", "dct-n64", "dct-n16"])
+def test_input_preparation(benchmark, photos, path, threads):
+    benchmark.group = f"input-prep-{threads}t"
+    n = len(photos["original"])
+    benchmark.extra_info.update(device="cpu", threads=threads, images_per_call=n, dtype="float32", path=path)
+    if path == "rgb":
+        prep = RGBPreprocess(resize=256, crop=224)
+        out = np.empty((n, 3, 224, 224), np.float32)
+        data = photos["original"]
+
+        def run():
+            return prep.batch(data, threads=threads, out=out)[0]
+    else:
+        layout = DCTLayout("upsampling", int(path[len("dct-n"):]))
+        out = torch.empty(output_shapes(layout, n, 28, 28)[0])
+        data = photos["prepared"]
+        to_tensor(dctnet.read_dct_batch(data[:2]), layout, crop="center", size=224, out=out[:2])
+
+        def run():
+            images = dctnet.read_dct_batch(data, threads=threads)
+            return to_tensor(images, layout, crop="center", size=224, out=out)
+    result = benchmark(run)
+    assert result.shape[0] == n and bool(np.isfinite(np.asarray(result[:2])).all())
+
+
+def _ratios(path: str) -> None:
+    """Print the tables of benchmarks/README.md from a --benchmark-json file."""
+    bench = json.load(open(path))["benchmarks"]
+    by = {(b["group"], b["name"]): b for b in bench}
+    print("| bands | threads | torch ms/batch | numba ms/batch | speed-up |\n|---|---|---|---|---|")
+    for bands in (64, 16):
+        for t in (1, 2):
+            ms = {be: by[("ops-to_tensor-64x224", f"test_to_tensor_batch64[{be}-{bands}-{t}]")]["stats"]["median"] * 1e3
+                  for be in ("torch", "numba")}
+            print(f"| {bands} | {t} | {ms['torch']:.2f} | {ms['numba']:.2f} | {ms['torch'] / ms['numba']:.1f}x |")
+    print("\n| threads | RGB img/s | DCT n=64 img/s | ratio | DCT n=16 img/s | ratio |\n|---|---|---|---|---|---|")
+    for t in (1, 2):
+        ips = {}
+        for p in ("rgb", "dct-n64", "dct-n16"):
+            b = by[(f"input-prep-{t}t", f"test_input_preparation[{p}-{t}]")]
+            ips[p] = b["extra_info"]["images_per_call"] / b["stats"]["median"]
+        print(f"| {t} | {ips['rgb']:.0f} | {ips['dct-n64']:.0f} | {ips['dct-n64'] / ips['rgb']:.1f}x | "
+              f"{ips['dct-n16']:.0f} | {ips['dct-n16'] / ips['rgb']:.1f}x |")
+
+
+if __name__ == "__main__":
+    _ratios(sys.argv[1])

@@ -1,0 +1,289 @@
+"""Geometry: bring a batch of DCTImages to a layout's block grid (crop, flip, chroma alignment).
+
+Output geometry (what every backend produces, documented in ``DCTLayout``):
+
+* ``y_only``: the Y plane's blocks, ``Hb x Wb`` = libjpeg's ``height_in_blocks x
+  width_in_blocks`` (``ceil(H/8) x ceil(W/8)`` for the usual sampling); crops move in
+  8-pixel steps.
+* ``upsampling`` / ``late_concat`` (4:2:0 geometry): Y must pair with whole chroma
+  blocks, so the grid is the largest even number of Y blocks that the chroma plane (after
+  resampling to 4:2:0) also covers: ``Hb = 2 * min(Hy // 2, Hc')``, same for ``Wb``, where
+  ``Hc'`` is the chroma height in blocks at 4:2:0 geometry. For a 225x223 4:2:0 file
+  (Y 29x28 blocks, chroma 15x14) that is Y 28x28 / chroma 14x14: the last, partial
+  column of Y blocks (pixels 224..231, of which only pixel 224 is in the image) and the
+  matching partial chroma column are dropped. Crops move in 16-pixel steps.
+
+Batches of mixed geometry need a crop (``"center"`` or ``"random"``, to ``size`` or, if no
+size is given, to the largest grid every image covers); without one, differing grids are an
+error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from ..codec import DCTImage
+from .dct_domain import FLIP_SIGN, resample_axis
+from .layout import BlockBatch, DCTLayout
+
+__all__ = ["align_blocks", "plan_geometry", "GeometryPlan"]
+
+Crop = Union[None, str]
+Size = Union[None, int, Sequence[int]]
+Flip = Union[bool, str, Sequence[bool], np.ndarray, torch.Tensor]
+
+# Y-to-chroma sampling ratio along one axis -> resampling factor to reach ratio 2 (4:2:0).
+_FACTOR_TO_420 = {1: -2, 2: 1, 4: 2}
+
+
+@dataclass
+class GeometryPlan:
+    """Per-image crop offsets, flips and chroma treatment for one batch (internal hand-over
+    between the geometry step and the kernels).
+
+    Attributes:
+        hb, wb: output Y grid in blocks; chroma grid is ``hb // 2, wb // 2`` (4:2:0 layouts).
+        row0, col0: ``int64 (B, 3)`` first source block (row, column) of the crop in each
+            component's own plane; meaningful where ``resampled`` is None.
+        flip, has_chroma: ``bool (B,)``.
+        qsteps: ``float32 (B, 3, 64)`` (ones where the plane is resampled, for gray chroma, or
+            without dequantisation).
+        resampled: ``{(i, c): float32 (hb//2, wb//2, 64)}`` chroma planes brought to 4:2:0
+            geometry in the DCT domain, already cropped (not flipped), in the units of
+            ``qsteps`` == 1.
+    """
+
+    images: Sequence[DCTImage]
+    layout: DCTLayout
+    hb: int
+    wb: int
+    row0: np.ndarray
+    col0: np.ndarray
+    flip: np.ndarray
+    has_chroma: np.ndarray
+    qsteps: np.ndarray
+    resampled: dict = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return len(self.images)
+
+    @property
+    def chroma_grid(self) -> tuple[int, int]:
+        return self.hb // 2, self.wb // 2
+
+
+def _check_image(img, index: int, layout: DCTLayout) -> tuple[int, int] | None:
+    """Validate one image; return its Y-to-chroma ratios (rv, rh), or None for gray / y_only."""
+    if not isinstance(img, DCTImage):
+        raise TypeError(f"images[{index}] is {type(img).__name__}, not a DCTImage"
+                        + (f" ({img})" if isinstance(img, BaseException) else ""))
+    ncomp = len(img.planes)
+    if ncomp == 1:
+        return None
+    if ncomp != 3 or img.colorspace != "ycbcr":
+        raise ValueError(f"{img.source}: {img.colorspace} JPEG with {ncomp} components; only YCbCr (3 components) "
+                         "and grayscale files can be brought to a DCT layout")
+    (hy, vy) = img.sampling[0]
+    hmax = max(s[0] for s in img.sampling)
+    vmax = max(s[1] for s in img.sampling)
+    if (hy, vy) != (hmax, vmax):
+        raise ValueError(f"{img.source}: luma sampling {img.sampling[0]} is not the largest {img.sampling}; "
+                         "unsupported chroma layout")
+    if layout.kind == "y_only":
+        return None
+    ratios = set()
+    for c in (1, 2):
+        h, v = img.sampling[c]
+        if hy % h or vy % v or (vy // v) not in _FACTOR_TO_420 or (hy // h) not in _FACTOR_TO_420:
+            raise ValueError(f"{img.source}: chroma sampling {img.sampling} cannot be brought to 4:2:0 geometry "
+                             "exactly (supported Y/chroma ratios per axis: 1, 2, 4)")
+        ratios.add((vy // v, hy // h))
+    if len(ratios) != 1:
+        raise ValueError(f"{img.source}: Cb and Cr have different sampling {img.sampling}")
+    return ratios.pop()
+
+
+def _usable_grid(img: DCTImage, ratio, layout: DCTLayout) -> tuple[int, int]:
+    """Largest Y block grid of this image that the layout's geometry can use."""
+    hy, wy = img.planes[0].shape[:2]
+    if layout.kind == "y_only":
+        return hy, wy
+    if ratio is None:                                     # gray: no chroma to pair with
+        return 2 * (hy // 2), 2 * (wy // 2)
+    hc, wc = img.planes[1].shape[:2]
+    rv, rh = ratio
+    # chroma blocks available at 4:2:0 geometry after resampling (down: pairs, up: doubles)
+    hc420 = {1: hc // 2, 2: hc, 4: 2 * hc}[rv]
+    wc420 = {1: wc // 2, 2: wc, 4: 2 * wc}[rh]
+    return 2 * min(hy // 2, hc420), 2 * min(wy // 2, wc420)
+
+
+def _pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    h, w = (int(s) for s in size)
+    step = 8 * unit
+    if h <= 0 or w <= 0 or h % step or w % step:
+        raise ValueError(f"crop size {h}x{w} pixels must be positive multiples of {step} ({what})")
+    return h // 8, w // 8
+
+
+def _flip_flags(flip: Flip, batch: int, generator: torch.Generator | None) -> np.ndarray:
+    if isinstance(flip, str):
+        if flip != "random":
+            raise ValueError(f"flip must be a bool, a per-image sequence of bools or 'random', not {flip!r}")
+        return (torch.rand(batch, generator=generator) < 0.5).numpy()
+    if isinstance(flip, (bool, np.bool_)):
+        return np.full(batch, bool(flip))
+    flags = np.asarray(flip.cpu() if isinstance(flip, torch.Tensor) else flip)
+    if flags.shape != (batch,) or flags.dtype != np.bool_:
+        raise ValueError(f"per-image flip flags must be {batch} bools, got {flags.dtype} {flags.shape}")
+    return flags
+
+
+def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
+                  flip: Flip = False, generator: torch.Generator | None = None) -> GeometryPlan:
+    """Decide the output grid, per-image crop offsets and flips, and resample odd chroma.
+
+    See :func:`align_blocks` for the arguments. Chroma of non-4:2:0 files is resampled here
+    (only the cropped region), in float64, and stored as float32.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("empty batch: no images")
+    b = len(images)
+    ratios = [_check_image(img, i, layout) for i, img in enumerate(images)]
+    grids = np.array([_usable_grid(img, r, layout) for img, r in zip(images, ratios)], dtype=np.int64)
+    unit = 1 if layout.kind == "y_only" else 2           # Y blocks per crop step
+    what = "8-pixel blocks" if unit == 1 else "16-pixel steps of the 4:2:0 geometry"
+    if crop is None:
+        if size is not None:
+            raise ValueError("size is given but crop is None; pass crop='center' or crop='random'")
+        if (grids != grids[0]).any():
+            shapes = sorted({f"{8 * h}x{8 * w}" for h, w in grids})
+            raise ValueError(f"images of different block geometry ({', '.join(shapes)} pixels in the layout's grid; "
+                             f"first: {images[0].source}); pass crop='center' or crop='random' (with size=) "
+                             "to bring them to one size")
+        hb, wb = (int(x) for x in grids[0])
+        if hb == 0 or wb == 0:
+            raise ValueError(f"{images[0].source}: too small for the layout ({what})")
+        top = np.zeros(b, np.int64)
+        left = np.zeros(b, np.int64)
+    elif crop in ("center", "random"):
+        if size is None:
+            hb, wb = int(grids[:, 0].min()), int(grids[:, 1].min())
+            if hb == 0 or wb == 0:
+                raise ValueError(f"{images[int(np.argmin(grids.prod(1)))].source}: too small for the layout ({what})")
+        else:
+            hb, wb = _pixels_to_blocks(size, unit, what)
+        small = np.nonzero((grids[:, 0] < hb) | (grids[:, 1] < wb))[0]
+        if small.size:
+            i = int(small[0])
+            raise ValueError(f"{images[i].source}: usable area {8 * grids[i, 1]}x{8 * grids[i, 0]} pixels (WxH) is "
+                             f"smaller than the {8 * wb}x{8 * hb} crop")
+        steps_v = (grids[:, 0] - hb) // unit
+        steps_h = (grids[:, 1] - wb) // unit
+        if crop == "center":
+            top, left = steps_v // 2 * unit, steps_h // 2 * unit
+        else:
+            rv = torch.rand(b, generator=generator, dtype=torch.float64).numpy()
+            rh = torch.rand(b, generator=generator, dtype=torch.float64).numpy()
+            top = np.minimum((rv * (steps_v + 1)).astype(np.int64), steps_v) * unit
+            left = np.minimum((rh * (steps_h + 1)).astype(np.int64), steps_h) * unit
+    else:
+        raise ValueError(f"crop must be None, 'center' or 'random', not {crop!r}")
+
+    flags = _flip_flags(flip, b, generator)
+    qsteps = np.ones((b, 3, 64), np.float32)
+    row0 = np.zeros((b, 3), np.int64)
+    col0 = np.zeros((b, 3), np.int64)
+    row0[:, 0], col0[:, 0] = top, left
+    has_chroma = np.array([r is not None for r in ratios]) if layout.kind != "y_only" else \
+        np.array([len(img.planes) == 3 for img in images])
+    resampled = {}
+    hc, wc = hb // 2, wb // 2
+    for i, (img, ratio) in enumerate(zip(images, ratios)):
+        ncomp = 1 if (layout.kind == "y_only" or ratio is None) else 3
+        if layout.dequantize:
+            qsteps[i, :ncomp] = img.qtables[:ncomp]
+        if ncomp == 1:
+            continue
+        ct, cl = int(top[i]) // 2, int(left[i]) // 2
+        if ratio == (2, 2):
+            row0[i, 1:], col0[i, 1:] = ct, cl
+            continue
+        rv, rh = ratio
+        for c in (1, 2):
+            q = img.qtables[c].astype(np.float64)
+            blocks = img.planes[c].reshape(*img.planes[c].shape[:2], 8, 8).astype(np.float64) * q.reshape(8, 8)
+            blocks = resample_axis(blocks, 0, _FACTOR_TO_420[rv], ct, ct + hc)
+            blocks = resample_axis(blocks, 1, _FACTOR_TO_420[rh], cl, cl + wc)
+            blocks = blocks.reshape(hc, wc, 64)
+            if not layout.dequantize:                  # back to the file's quantisation units
+                blocks = blocks / q
+            resampled[(i, c)] = np.ascontiguousarray(blocks, dtype=np.float32)
+            qsteps[i, c] = 1.0
+    return GeometryPlan(images=images, layout=layout, hb=hb, wb=wb, row0=row0, col0=col0, flip=flags,
+                        has_chroma=has_chroma, qsteps=qsteps, resampled=resampled)
+
+
+def _plane_slice(plan: GeometryPlan, i: int, c: int, h: int, w: int) -> np.ndarray:
+    if (i, c) in plan.resampled:
+        blocks = plan.resampled[(i, c)]
+    else:
+        r0, c0 = int(plan.row0[i, c]), int(plan.col0[i, c])
+        blocks = plan.images[i].planes[c][r0:r0 + h, c0:c0 + w]
+    if plan.flip[i]:
+        blocks = blocks[:, ::-1] * FLIP_SIGN.astype(blocks.dtype)
+    return blocks
+
+
+def blocks_from_plan(plan: GeometryPlan) -> BlockBatch:
+    """Materialise a :class:`BlockBatch` (CPU tensors) from a geometry plan (plain NumPy copies)."""
+    b, hb, wb = plan.batch, plan.hb, plan.wb
+    y = np.empty((b, hb, wb, 64), np.int16)
+    for i in range(b):
+        y[i] = _plane_slice(plan, i, 0, hb, wb)
+    cb = cr = None
+    if plan.layout.kind != "y_only":
+        hc, wc = plan.chroma_grid
+        dtype = np.float32 if plan.resampled else np.int16
+        cb = np.zeros((b, hc, wc, 64), dtype)
+        cr = np.zeros((b, hc, wc, 64), dtype)
+        for i in range(b):
+            if plan.has_chroma[i]:
+                cb[i] = _plane_slice(plan, i, 1, hc, wc)
+                cr[i] = _plane_slice(plan, i, 2, hc, wc)
+        cb, cr = torch.from_numpy(cb), torch.from_numpy(cr)
+    return BlockBatch(y=torch.from_numpy(y), cb=cb, cr=cr, qsteps=torch.from_numpy(plan.qsteps),
+                      has_chroma=torch.from_numpy(np.ascontiguousarray(plan.has_chroma, dtype=np.bool_)))
+
+
+def align_blocks(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
+                 flip: Flip = False, generator: torch.Generator | None = None) -> BlockBatch:
+    """Bring DCTImages to the layout's block geometry: crop, flip, chroma alignment (exact).
+
+    Args:
+        images: ``DCTImage`` s (YCbCr of any supported sampling, or grayscale).
+        layout: the target :class:`DCTLayout` (its ``kind`` fixes the geometry, see the module
+            docstring; ``dequantize`` decides ``qsteps``).
+        crop: ``None`` (whole usable grid; all images must share it), ``"center"`` or
+            ``"random"`` (offsets in 16-pixel steps, 8 for ``y_only``).
+        size: crop size in pixels, ``int`` or ``(height, width)``; multiples of 16 (8 for
+            ``y_only``); e.g. 224 -> a 28x28 Y grid. ``None`` with a crop: the largest grid
+            every image covers.
+        flip: ``True``/``False`` for all images, a per-image bool sequence, or ``"random"``
+            (each image with probability 1/2, drawn from ``generator``).
+        generator: ``torch.Generator`` for random crops and flips.
+
+    Returns:
+        :class:`BlockBatch` of CPU tensors: ``y int16 (B, Hb, Wb, 64)``; ``cb``, ``cr``
+        ``(B, Hb//2, Wb//2, 64)`` int16, or float32 if any image's chroma was resampled (None
+        for ``y_only``); ``qsteps float32 (B, 3, 64)``; ``has_chroma bool (B,)``.
+    """
+    return blocks_from_plan(plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator))
