@@ -209,7 +209,11 @@ class Classifier:
             raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the model's "
                                         f"{self.image_size[0]}x{self.image_size[1]} crop; pass the file, "
                                         "not a DCTImage, to allow resizing")
-        data = src if isinstance(src, (bytes, bytearray, memoryview)) else open(os.fspath(src), "rb").read()
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            data = src
+        else:
+            with open(os.fspath(src), "rb") as f:
+                data = f.read()
         size = self.image_size[0]
         rgb = resize_shorter(decode_rgb(data, name=img.source), size)
         quality = img.quality

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the design.md 3 table); "
         "`throughput` times input preparation, forward and end to end")
@@ -128,7 +129,7 @@ def _throughput_run(args: argparse.Namespace) -> int:
     if not files:
         print(f"dctnet bench throughput: no JPEG files in {data}", file=sys.stderr)
         return 2
-    jpegs = [open(f, "rb").read() for f in files]
+    jpegs = [Path(f).read_bytes() for f in files]
     compile_modes = {"no": (False,), "yes": (True,), "both": (False, True)}[args.compile]
     settings = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "bench_command"}
     settings.update(models=models, data=data, files=len(files))
