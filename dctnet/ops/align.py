@@ -77,11 +77,23 @@ class GeometryPlan:
         return self.hb // 2, self.wb // 2
 
 
+_RATIO_CACHE: dict = {}
+
+
 def _check_image(img, index: int, layout: DCTLayout) -> tuple[int, int] | None:
     """Validate one image; return its Y-to-chroma ratios (rv, rh), or None for gray / y_only."""
     if not isinstance(img, DCTImage):
         raise TypeError(f"images[{index}] is {type(img).__name__}, not a DCTImage"
                         + (f" ({img})" if isinstance(img, BaseException) else ""))
+    key = (img.sampling, img.colorspace, layout.kind == "y_only")
+    if key in _RATIO_CACHE:                   # only valid samplings are cached
+        return _RATIO_CACHE[key]
+    ratio = _check_sampling(img, layout)
+    _RATIO_CACHE[key] = ratio
+    return ratio
+
+
+def _check_sampling(img: DCTImage, layout: DCTLayout) -> tuple[int, int] | None:
     ncomp = len(img.planes)
     if ncomp == 1:
         return None
