@@ -399,3 +399,14 @@ def test_block_batch_contract(mixed_batch):
     x = blocks_to_tensor_torch(bb, DCTLayout("upsampling", 64))
     assert torch.equal(x, to_tensor(mixed_batch, DCTLayout("upsampling", 64), crop="center", size=96,
                                     backend="torch"))
+
+
+def test_numba_backend_from_many_threads(mixed_batch):
+    """A thread-pool loader may call to_tensor concurrently (numba's workqueue layer would abort)."""
+    from concurrent.futures import ThreadPoolExecutor
+    layout = DCTLayout("upsampling", 6)
+    ref = to_tensor(mixed_batch, layout, crop="center", size=96, backend="torch")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: to_tensor(mixed_batch, layout, crop="center", size=96, backend="numba"),
+                                range(8)))
+    assert all(torch.equal(r, ref) for r in results)

@@ -10,12 +10,19 @@ arrays addressed the same way (``is_float``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["fused_gather"]
+
+# numba's default "workqueue" threading layer aborts the process when two Python threads
+# launch parallel kernels at once (e.g. a thread-pool data loader); the kernel already uses
+# every numba thread, so concurrent calls are serialised instead.
+_LAUNCH_LOCK = threading.Lock()
 
 
 @intrinsic
@@ -135,5 +142,6 @@ def fused_gather(address, row_len, row0, col0, is_float, flip, qsteps, bands, nb
         out_y, out_c: ``float32`` channel-major outputs (the same array for ``upsampling``,
             with ``chroma_up`` writing each chroma value to 2x2 positions).
     """
-    _kernel(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off, mean, inv_std,
-            ncomp, hb, wb, out_y, out_c, chroma_up)
+    with _LAUNCH_LOCK:
+        _kernel(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off, mean, inv_std,
+                ncomp, hb, wb, out_y, out_c, chroma_up)
