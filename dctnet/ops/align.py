@@ -277,7 +277,8 @@ def blocks_from_plan(plan: GeometryPlan) -> BlockBatch:
 
 
 def align_blocks(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
-                 flip: Flip = False, generator: torch.Generator | None = None) -> BlockBatch:
+                 flip: Flip = False, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> BlockBatch:
     """Bring DCTImages to the layout's block geometry: crop, flip, chroma alignment (exact).
 
     Args:
@@ -292,10 +293,14 @@ def align_blocks(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = 
         flip: ``True``/``False`` for all images, a per-image bool sequence, or ``"random"``
             (each image with probability 1/2, drawn from ``generator``).
         generator: ``torch.Generator`` for random crops and flips.
+        device: move the batch there (e.g. ``"cuda"`` for the fused stem); default CPU.
 
     Returns:
-        :class:`BlockBatch` of CPU tensors: ``y int16 (B, Hb, Wb, 64)``; ``cb``, ``cr``
+        :class:`BlockBatch` (CPU tensors unless ``device``): ``y int16 (B, Hb, Wb, 64)``; ``cb``, ``cr``
         ``(B, Hb//2, Wb//2, 64)`` int16, or float32 if any image's chroma was resampled (None
         for ``y_only``); ``qsteps float32 (B, 3, 64)``; ``has_chroma bool (B,)``.
     """
-    return blocks_from_plan(plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator))
+    blocks = blocks_from_plan(plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator))
+    if device is not None and torch.device(device) != torch.device("cpu"):
+        blocks = BlockBatch(*(t.to(device, non_blocking=True) if t is not None else None for t in blocks))
+    return blocks

@@ -176,7 +176,8 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
     else:
         from ._triton import blocks_to_tensor_triton
         blocks = blocks_from_plan(plan)
-        blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))
+        if dev.type != "cpu":
+            blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))
         blocks_to_tensor_triton(blocks, layout, outs)
     if out is not None:
         return out
