@@ -215,20 +215,25 @@ def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop =
     row0 = np.zeros((b, 3), np.int64)
     col0 = np.zeros((b, 3), np.int64)
     row0[:, 0], col0[:, 0] = top, left
-    has_chroma = np.array([r is not None for r in ratios]) if layout.kind != "y_only" else \
+    colour = layout.kind != "y_only"
+    has_chroma = np.array([r is not None for r in ratios]) if colour else \
         np.array([len(img.planes) == 3 for img in images])
+    # chroma crop offsets in 4:2:0 blocks (used as is by 4:2:0 planes; resampled ones are cropped here)
+    row0[:, 1:] = (top // 2)[:, None]
+    col0[:, 1:] = (left // 2)[:, None]
+    if layout.dequantize:
+        used = [img.qtables if (colour and r is not None) else img.qtables[:1] for img, r in zip(images, ratios)]
+        ncomps = np.array([len(u) for u in used])
+        for n in set(ncomps.tolist()):
+            sel = np.nonzero(ncomps == n)[0]
+            qsteps[sel, :n] = np.stack([used[i] for i in sel])
     resampled = {}
     hc, wc = hb // 2, wb // 2
-    for i, (img, ratio) in enumerate(zip(images, ratios)):
-        ncomp = 1 if (layout.kind == "y_only" or ratio is None) else 3
-        if layout.dequantize:
-            qsteps[i, :ncomp] = img.qtables[:ncomp]
-        if ncomp == 1:
+    for i, ratio in enumerate(ratios):
+        if not colour or ratio is None or ratio == (2, 2):
             continue
-        ct, cl = int(top[i]) // 2, int(left[i]) // 2
-        if ratio == (2, 2):
-            row0[i, 1:], col0[i, 1:] = ct, cl
-            continue
+        img = images[i]
+        ct, cl = int(row0[i, 1]), int(col0[i, 1])
         rv, rh = ratio
         for c in (1, 2):
             q = img.qtables[c].astype(np.float64)
