@@ -40,12 +40,26 @@ def _voidptr(typingctx, address):
 def _component(src, base0, step, row_stride, h, w, ks, scales, means, inv_stds, out, ch0):
     """All channels of one component of one image, ``out[ch0 + j, r, x]``.
 
-    Block by block (the fastest order measured here): each 8x8 block's coefficients are
-    read from one 128-byte record and scattered to the channel planes; over one row of
-    blocks the touched output lines stay in L1, so the writes combine. Without
-    normalisation the caller passes ``means = 0, inv_stds = 1``, which is exact.
+    Many bands: block by block, each 8x8 block's coefficients are read from one 128-byte
+    record and scattered to the channel planes (over one row of blocks the touched output
+    lines stay in L1, so the writes combine). Few bands: channel by channel along the row.
+    Without normalisation the caller passes ``means = 0, inv_stds = 1``, which is exact.
     """
     nb = ks.shape[0]
+    if nb <= 32:
+        # few bands: channel by channel along the row of blocks (contiguous writes); the
+        # row of source blocks stays in L1. Measured faster than block order for n <= 32.
+        for r in range(h):
+            rowbase = base0 + r * row_stride
+            for j in range(nb):
+                first = rowbase + ks[j]
+                scale = scales[j]
+                mean = means[j]
+                inv = inv_stds[j]
+                d = out[ch0 + j, r]
+                for x in range(w):
+                    d[x] = (np.float32(src[first + step * x]) * scale - mean) * inv
+        return
     for r in range(h):
         rowbase = base0 + r * row_stride
         for x in range(w):
