@@ -13,7 +13,11 @@ import sys
 
 # Order is the order shown by `dctnet --help`.
 COMMANDS = [
+    "demo",
+    "predict",
     "inspect",
+    "eval",
+    "bench",
 ]
 
 

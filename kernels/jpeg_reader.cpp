@@ -120,7 +120,9 @@ void on_emit_message(j_common_ptr cinfo, int msg_level) {
     copy_message(result->first_corruption, buffer);
     result->corrupt_scan = dinfo->input_scan_number;
     result->missing_blocks = estimate_missing_blocks(dinfo, err);
-    mark_scan_components(dinfo, err);
+    // Scan fields are only meaningful once coefficients are being read; before that they
+    // may still describe a previous image's (freed) components.
+    if (err->phase == kPhaseCoefficients) mark_scan_components(dinfo, err);
   }
   if (err->options->strict) {
     result->kind = kJpegError;

@@ -19,7 +19,7 @@ from dctnet.codec import DCTImage
 from dctnet.ops import (BlockBatch, DCTLayout, align_blocks, blocks_to_tensor_torch, compute_stats, output_shapes,
                         to_tensor)
 
-from conftest import read_pnm, run_tool, write_ppm
+from jpeg_fixtures import read_pnm, run_tool, write_ppm
 
 # --- float64 references written from the spec -------------------------------------------------
 

@@ -86,7 +86,7 @@ def _child() -> None:
     import dctnet
     from dctnet.ops import DCTLayout, to_tensor
     from dctnet.ops import _triton
-    from conftest import read_pnm, run_tool, write_ppm
+    from jpeg_fixtures import read_pnm, run_tool, write_ppm
 
     assert type(_triton._gather_kernel).__name__ == "InterpretedFunction", type(_triton._gather_kernel)
 

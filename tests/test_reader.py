@@ -15,7 +15,7 @@ import pytest
 import dctnet
 from dctnet.codec import ijg_qtables
 
-from conftest import read_pnm, run_tool
+from jpeg_fixtures import read_pnm, run_tool
 from jpeg_surgery import sos_data_start, with_precision, with_scan_garbage, with_size, with_zero_qstep
 
 jpeglib.version.set("turbo210")  # the libjpeg-turbo backend: reads progressive and arithmetic files

@@ -1,0 +1,108 @@
+"""`dctnet bench <what>`: model measurements. `flops`: GMACs and parameters of registered models.
+
+Each measurement is a subcommand defined by an entry in ``SUBCOMMANDS`` (help, add_arguments,
+run), so e.g. a ``throughput`` subcommand is added beside ``flops`` without touching the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "measure models: `flops` prints GMACs and parameter counts (default: the design.md 3 table)"
+
+
+# ----------------------------------------------------------------------------- flops
+
+def _flops_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registered model names or fnmatch patterns (default: the paper table of design.md 3)")
+    p.add_argument("-s", "--image-size", type=int, nargs="+", default=[224], metavar="PX",
+                   help="square image sizes in pixels (default 224; DCT inputs are PX/8 blocks)")
+    p.add_argument("-n", "--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--stride-in-1x1", choices=["model", "yes", "no"], default="model",
+                   help="override where downsampling blocks put their stride (default: each model's own)")
+    p.add_argument("--json", action="store_true", help="one JSON object per row instead of a table")
+
+
+def _flops_run(args: argparse.Namespace) -> int:
+    from ..models import CONVENTION, list_models, model_complexity
+    from ..models.flops import PAPER_TABLE
+
+    paper = {row[0]: row for row in PAPER_TABLE}
+    if args.models:
+        names = []
+        for pattern in args.models:
+            found = list_models(pattern)
+            if not found:
+                print(f"dctnet bench flops: no registered model matches {pattern!r} (see list_models())", file=sys.stderr)
+                return 2
+            names += [n for n in found if n not in names]
+    else:
+        names = list(paper)
+    stride = {"model": None, "yes": True, "no": False}[args.stride_in_1x1]
+
+    rows = []
+    for size in args.image_size:
+        if size <= 0 or size % 16:
+            print(f"dctnet bench flops: image size {size} must be a positive multiple of 16 pixels", file=sys.stderr)
+            return 2
+        for name in names:
+            c = model_complexity(name, size, num_classes=args.num_classes, stride_in_1x1=stride)
+            row = {"model": name, "image_size": size,
+                   "input": " + ".join("x".join(str(d) for d in s) for s in c.input_shapes),
+                   "gmacs": round(c.gmacs, 4), "params_m": round(c.mparams, 3)}
+            ref = paper.get(name)
+            if ref is not None and size == 224 and args.num_classes == 1000 and stride is None:
+                row.update(paper_gmacs=ref[2], paper_params_m=ref[3],
+                           gmacs_vs_paper_pct=round(100 * (c.gmacs / ref[2] - 1), 2),
+                           params_vs_paper_pct=round(100 * (c.mparams / ref[3] - 1), 2))
+            rows.append(row)
+
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"# {CONVENTION}; batch 1")
+    with_paper = any("paper_gmacs" in r for r in rows)
+    header = ["model", "px", "input (C x h x w)", "GMACs", "params [M]"]
+    if with_paper:
+        header += ["paper GMACs", "paper params [M]", "dGMACs", "dparams"]
+    table = []
+    for r in rows:
+        line = [r["model"], str(r["image_size"]), r["input"], f"{r['gmacs']:.3f}", f"{r['params_m']:.2f}"]
+        if with_paper:
+            if "paper_gmacs" in r:
+                line += [f"{r['paper_gmacs']:.2f}", f"{r['paper_params_m']:.1f}",
+                         f"{r['gmacs_vs_paper_pct']:+.1f}%", f"{r['params_vs_paper_pct']:+.1f}%"]
+            else:
+                line += ["", "", "", ""]
+        table.append(line)
+    widths = [max(len(x) for x in col) for col in zip(header, *table)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for line in table:
+        print("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip())
+    if with_paper:
+        print("# paper: Gueguen et al. 2018 / dos Santos et al. 2020 (Keras counts include ~0.09M BN statistics "
+              "and biases, hence the negative dparams)")
+    return 0
+
+
+#: name -> (help, add_arguments, run). Add `throughput` etc. here.
+SUBCOMMANDS = {
+    "flops": ("GMACs (conv + linear multiply-accumulates) and parameters of models", _flops_arguments, _flops_run),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="bench_command", metavar="WHAT")
+    sub.required = True
+    for name, (help_text, add, run) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        add(sp)
+        sp.set_defaults(_bench_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._bench_run(args)

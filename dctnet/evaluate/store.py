@@ -1,0 +1,135 @@
+"""Per-image results of `dctnet eval`, stored as they are computed (SQLite).
+
+One database per results folder (``DIR/results.sqlite``). A run looks up what is already
+there and computes only the rest, so an interrupted run resumes and a rerun recomputes
+nothing; adding a model or a setting computes only the new rows.
+
+Tables:
+
+* ``images(image, label, size)``: the dataset key (path relative to the data folder), its
+  class index and the original's size in bytes. A stored image whose label or size
+  differs from the current one means the folder holds results of other data: refused.
+* ``models(model, identity, num_classes)``: a stored model whose identity (weights and
+  preprocessing hash) differs is refused the same way.
+* ``versions(image, setting, bytes, width, height, psnr, ssim, error)``: one row per
+  image version; ``error`` is NULL or why the version could not be made.
+* ``predictions(image, setting, model, rank, top5, error)``: the true class's rank
+  (1 = top-1) and the five best classes (JSON list, best first) per model.
+
+Under ``torchrun`` every rank writes its own shard database (``DIR/shards/rank<R>.sqlite``)
+and rank 0 merges them (:meth:`ResultStore.merge_from`), so no database is written by two
+processes at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Iterable
+
+__all__ = ["ResultStore", "StaleResultsError"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images(image TEXT PRIMARY KEY, label INTEGER NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, identity TEXT NOT NULL, num_classes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS versions(image TEXT NOT NULL, setting TEXT NOT NULL, bytes INTEGER, width INTEGER,
+    height INTEGER, psnr REAL, ssim REAL, error TEXT, PRIMARY KEY(image, setting));
+CREATE TABLE IF NOT EXISTS predictions(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
+    rank INTEGER, top5 TEXT, error TEXT, PRIMARY KEY(image, setting, model));
+"""
+
+
+class StaleResultsError(ValueError):
+    """The results folder holds results for other images or another model of the same name."""
+
+
+class ResultStore:
+    """A results database (see the module docstring). Use as a context manager or call ``close``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.executescript(_SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- identity checks -------------------------------------------------------------
+    def register_images(self, keys: list[str], labels: list[int], sizes: list[int]) -> None:
+        """Record images; raise :class:`StaleResultsError` if a key is stored with another label/size."""
+        stored = {k: (lab, size) for k, lab, size in self.db.execute("SELECT image, label, size FROM images")}
+        new = []
+        for k, lab, size in zip(keys, labels, sizes):
+            if k in stored:
+                if stored[k] != (lab, size):
+                    raise StaleResultsError(
+                        f"{self.path}: holds results for a different {k!r} (label {stored[k][0]}, {stored[k][1]} "
+                        f"bytes; now label {lab}, {size} bytes). Use another --out folder or delete it.")
+            else:
+                new.append((k, lab, size))
+        self.db.executemany("INSERT INTO images VALUES (?, ?, ?)", new)
+        self.db.commit()
+
+    def register_model(self, name: str, identity: str, num_classes: int) -> None:
+        """Record a model; raise :class:`StaleResultsError` if ``name`` is stored with another identity."""
+        row = self.db.execute("SELECT identity, num_classes FROM models WHERE model = ?", (name,)).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO models VALUES (?, ?, ?)", (name, identity, num_classes))
+            self.db.commit()
+        elif tuple(row) != (identity, num_classes):
+            raise StaleResultsError(
+                f"{self.path}: holds results of another model named {name!r} (identity {row[0]}, "
+                f"now {identity}). Use another --out folder or delete it.")
+
+    # -- what is done ------------------------------------------------------------------
+    def done_versions(self) -> set[tuple[str, str]]:
+        return set(self.db.execute("SELECT image, setting FROM versions"))
+
+    def done_predictions(self, model: str) -> set[tuple[str, str]]:
+        return set(self.db.execute("SELECT image, setting FROM predictions WHERE model = ?", (model,)))
+
+    # -- writing -----------------------------------------------------------------------
+    def add_versions(self, rows: Iterable[tuple]) -> None:
+        """Rows ``(image, setting, bytes, width, height, psnr, ssim, error)``."""
+        self.db.executemany("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(rows))
+
+    def add_predictions(self, rows: Iterable[tuple]) -> None:
+        """Rows ``(image, setting, model, rank, top5 list | None, error)``."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+            [(i, s, m, r, None if t is None else json.dumps([int(x) for x in t]), e) for i, s, m, r, t, e in rows])
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def merge_from(self, other_path: str | os.PathLike) -> None:
+        """Copy every row of another results database into this one (existing rows win)."""
+        self.db.execute("ATTACH DATABASE ? AS other", (os.fspath(other_path),))
+        try:
+            for table in ("images", "models", "versions", "predictions"):
+                self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
+            self.db.commit()
+        finally:
+            self.db.execute("DETACH DATABASE other")
+
+    # -- reading -----------------------------------------------------------------------
+    def versions(self) -> dict[tuple[str, str], tuple]:
+        """``(image, setting) -> (bytes, width, height, psnr, ssim, error)``."""
+        return {(r[0], r[1]): tuple(r[2:]) for r in self.db.execute("SELECT * FROM versions")}
+
+    def predictions(self, model: str) -> dict[tuple[str, str], tuple]:
+        """``(image, setting) -> (rank, top5 list | None, error)`` for one model."""
+        out = {}
+        for image, setting, rank, top5, error in self.db.execute(
+                "SELECT image, setting, rank, top5, error FROM predictions WHERE model = ?", (model,)):
+            out[(image, setting)] = (rank, None if top5 is None else json.loads(top5), error)
+        return out

@@ -1,0 +1,261 @@
+"""Running the study: every image x every setting x every model, stored as it goes.
+
+:func:`run_study` fills a :class:`~dctnet.evaluate.store.ResultStore` (resuming from what
+it holds) and, on rank 0, writes the results folder (:mod:`dctnet.evaluate.report`).
+
+Sharding: with ``world_size > 1`` (``torchrun`` sets ``RANK`` / ``WORLD_SIZE``) rank ``r``
+takes images ``r, r + W, r + 2W, ...`` (:func:`shard_indices`) and writes its own shard
+database; after a barrier rank 0 merges the shards into ``DIR/results.sqlite`` and writes
+the summary. The barrier is a callable (default: a ``torch.distributed`` gloo barrier) so
+the logic is testable by running the ranks one after another in one process.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..codec import JPEGError
+from ..data.datasets import Dataset
+from ..data.encode import Setting, encode_setting, reference_pixels
+from ..data.rgb import decode_rgb
+from .metrics import psnr, ssim
+from .predictors import Predictor
+from .selectors import rank_and_topk
+from .store import ResultStore
+
+__all__ = ["run_study", "shard_indices", "distributed_context"]
+
+RESULTS_DB = "results.sqlite"
+
+
+def shard_indices(n: int, rank: int, world_size: int) -> range:
+    """The dataset indices rank ``rank`` of ``world_size`` evaluates: ``rank, rank + W, ...``.
+
+    The shards of all ranks are disjoint and cover ``range(n)``.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    return range(rank, n, world_size)
+
+
+def distributed_context() -> tuple[int, int, Callable[[], None]]:
+    """``(rank, world_size, barrier)`` from torchrun's environment (``1, 0, no-op`` otherwise).
+
+    Under torchrun the barrier is a gloo ``torch.distributed.barrier`` (the process group
+    is created on first use, with a 24-hour timeout since shards of a big dataset take long).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world <= 1:
+        return 0, 1, lambda: None
+
+    def barrier() -> None:
+        import datetime
+
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
+        dist.barrier()
+
+    return rank, world, barrier
+
+
+def _decode_for_metrics(data: bytes, gray: bool, name: str) -> np.ndarray:
+    rgb = decode_rgb(data, name=name)
+    return rgb[:, :, 0] if gray else rgb
+
+
+def _make_versions(path: str, key: str, settings: Sequence[Setting], need_metrics: set[str]):
+    """One image: ``({setting name: bytes}, [version rows], {setting name: error})``."""
+    blobs: dict[str, bytes] = {}
+    rows: list[tuple] = []
+    errors: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            original = f.read()
+    except OSError as e:
+        msg = f"{path}: cannot read: {e.strerror or e}"
+        for s in settings:
+            errors[s.name] = msg
+            rows.append((key, s.name, None, None, None, None, None, msg))
+        return blobs, rows, errors
+    rgb = None
+    rgb_error = None
+    for s in settings:
+        try:
+            if s.is_original:
+                data = original
+                if rgb is None and rgb_error is None:
+                    try:
+                        rgb = decode_rgb(original, name=path)
+                    except JPEGError as e:
+                        rgb_error = e
+                # The original's own row: no quality numbers (it is the reference).
+                h, w = (rgb.shape[:2] if rgb is not None else (None, None))
+                blobs[s.name] = data
+                if s.name in need_metrics:
+                    rows.append((key, s.name, len(data), w, h, None, None, None))
+                continue
+            if rgb is None:
+                if rgb_error is None:
+                    try:
+                        rgb = decode_rgb(original, name=path)
+                    except JPEGError as e:
+                        rgb_error = e
+                if rgb_error is not None:
+                    raise rgb_error
+            data = encode_setting(original, s, original_rgb=rgb, name=path)
+            blobs[s.name] = data
+            if s.name in need_metrics:
+                ref = reference_pixels(rgb, s)
+                dec = _decode_for_metrics(data, ref.ndim == 2, f"{path} [{s.name}]")
+                rows.append((key, s.name, len(data), dec.shape[1], dec.shape[0],
+                             psnr(ref, dec), ssim(ref, dec) if min(dec.shape[:2]) >= 11 else None, None))
+        except (JPEGError, ValueError, OSError) as e:
+            msg = str(e)
+            errors[s.name] = msg
+            if s.name in need_metrics:
+                rows.append((key, s.name, None, None, None, None, None, msg))
+    return blobs, rows, errors
+
+
+def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Sequence[Setting], out_dir: str,
+              *, threads: int | None = None, chunk: int = 8, progress: bool = True,
+              rank: int = 0, world_size: int = 1, barrier: Callable[[], None] = lambda: None,
+              write_report: bool = True, report_options: dict | None = None) -> str | None:
+    """Evaluate ``predictors`` on ``dataset`` at ``settings``, storing results in ``out_dir``.
+
+    Args:
+        dataset: labelled images (:func:`dctnet.data.datasets.open_dataset`).
+        predictors: :class:`~dctnet.evaluate.predictors.Predictor` objects (unique names).
+        settings: the versions (:func:`dctnet.data.encode.make_settings`), ``original`` first.
+        out_dir: results folder; ``results.sqlite`` there is reused (resume / no recompute).
+        threads: threads for re-encoding and quality metrics (default: all cores).
+        chunk: images per batch (all their versions go to a model in one call).
+        rank, world_size, barrier: sharding (see the module docstring).
+        write_report: rank 0 writes ``summary.json`` and the other files at the end.
+        report_options: keyword arguments for :func:`dctnet.evaluate.report.write_report`.
+
+    Returns the path of ``summary.json`` on rank 0 (when written), else ``None``.
+    """
+    from tqdm import tqdm
+
+    names = [p.name for p in predictors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")
+    if not settings or not settings[0].is_original:
+        raise ValueError("settings must start with the original")
+    for p in predictors:
+        # Labels are indices into the class list; a model with another number of outputs
+        # would be scored against the wrong classes.
+        if p.num_classes != len(dataset.classes):
+            raise ValueError(f"model {p.name} has {p.num_classes} outputs but the class list "
+                             f"{dataset.classes.source} has {len(dataset.classes)} classes (give --classes)")
+    threads = threads or os.cpu_count() or 1
+    os.makedirs(out_dir, exist_ok=True)
+    main_path = os.path.join(out_dir, RESULTS_DB)
+    shard_dir = os.path.join(out_dir, "shards")
+
+    def register(store: ResultStore) -> None:
+        sizes = [os.path.getsize(p) if os.path.exists(p) else -1 for p in dataset.paths]
+        store.register_images(dataset.keys, dataset.labels, sizes)
+        for p in predictors:
+            store.register_model(p.name, p.identity, p.num_classes)
+
+    if rank == 0:
+        with ResultStore(main_path) as main:
+            # Shards left by an interrupted sharded run hold finished work: keep it.
+            for leftover in sorted(glob.glob(os.path.join(shard_dir, "rank*.sqlite"))):
+                main.merge_from(leftover)
+                os.remove(leftover)
+            register(main)
+    barrier()
+
+    with ResultStore(main_path) as main:
+        register(main)  # only checks on ranks > 0: rank 0 registered everything above
+        done_versions = main.done_versions()
+        done_preds = {p.name: main.done_predictions(p.name) for p in predictors}
+    store = ResultStore(main_path if world_size == 1 else os.path.join(shard_dir, f"rank{rank}.sqlite"))
+    try:
+        register(store)
+        done_versions |= store.done_versions()
+        for p in predictors:
+            done_preds[p.name] |= store.done_predictions(p.name)
+
+        mine = list(shard_indices(len(dataset), rank, world_size))
+        todo = []
+        for i in mine:
+            key = dataset.keys[i]
+            if any((key, s.name) not in done_versions for s in settings) or any(
+                    (key, s.name) not in done_preds[p.name] for p in predictors for s in settings):
+                todo.append(i)
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="img", disable=not progress,
+                   desc=f"eval rank {rank}/{world_size}" if world_size > 1 else "eval", file=sys.stderr,
+                   dynamic_ncols=True)
+        with ThreadPoolExecutor(threads) as pool:
+            for start in range(0, len(todo), chunk):
+                idx = todo[start:start + chunk]
+                keys = [dataset.keys[i] for i in idx]
+
+                def prepare(i: int):
+                    key = dataset.keys[i]
+                    need = {s.name for s in settings if (key, s.name) not in done_versions}
+                    return _make_versions(dataset.paths[i], key, settings, need)
+
+                prepared = list(pool.map(prepare, idx))
+                for _, rows, _ in prepared:
+                    store.add_versions(rows)
+                for p in predictors:
+                    items, pred_rows = [], []
+                    for key, i, (blobs, _, errs) in zip(keys, idx, prepared):
+                        for s in settings:
+                            if (key, s.name) in done_preds[p.name]:
+                                continue
+                            if s.name in errs:
+                                pred_rows.append((key, s.name, p.name, None, None, errs[s.name]))
+                            else:
+                                items.append((key, s.name, dataset.labels[i], blobs[s.name]))
+                    if items:
+                        logits, perrs = p.predict_logits([it[3] for it in items])
+                        logits = np.asarray(logits)
+                        if logits.shape != (len(items), p.num_classes):
+                            raise ValueError(f"model {p.name} returned logits of shape {logits.shape}, "
+                                             f"expected {(len(items), p.num_classes)}")
+                        ok = [j for j, e in enumerate(perrs) if e is None]
+                        ranks = np.zeros(len(items), np.int64)
+                        top5 = np.zeros((len(items), min(5, p.num_classes)), np.int64)
+                        if ok:
+                            labels = np.array([items[j][2] for j in ok])
+                            ranks[ok], top5[ok] = rank_and_topk(logits[ok], labels)
+                        for j, (key, sname, _, _) in enumerate(items):
+                            if perrs[j] is None:
+                                pred_rows.append((key, sname, p.name, int(ranks[j]), top5[j].tolist(), None))
+                            else:
+                                pred_rows.append((key, sname, p.name, None, None, perrs[j]))
+                    store.add_predictions(pred_rows)
+                store.commit()  # one transaction per chunk: an interruption loses at most a chunk
+                bar.update(len(idx))
+        bar.close()
+    finally:
+        store.close()
+
+    barrier()
+    if rank != 0:
+        return None
+    if world_size > 1:
+        with ResultStore(main_path) as main:
+            for r in range(world_size):
+                shard = os.path.join(shard_dir, f"rank{r}.sqlite")
+                if os.path.exists(shard):
+                    main.merge_from(shard)
+                    os.remove(shard)
+    if not write_report:
+        return None
+    from .report import write_report as _write
+    return _write(out_dir, dataset, [p.name for p in predictors], list(settings), **(report_options or {}))
