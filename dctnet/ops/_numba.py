@@ -2,9 +2,10 @@
 upsampling in one pass, straight from each image's own coefficient planes into the output.
 
 The images' planes have different shapes, so the kernel gets flat tables (FFCV style): one
-data address, row length and crop offset per image and component, built by vectorised
-NumPy in the caller. The kernel runs ``prange`` over images; there is no per-image Python
-in the hot loop. Chroma planes resampled in the DCT domain (non-4:2:0 files) are float32
+data address, row length and crop offset per image and component, built in the caller
+(offsets by vectorised NumPy; one short Python pass collects the planes' addresses, about
+2 us per plane). The kernel runs ``prange`` over images; there is no per-image Python in
+the hot loop. Chroma planes resampled in the DCT domain (non-4:2:0 files) are float32
 arrays addressed the same way (``is_float``).
 """
 
