@@ -91,8 +91,23 @@ class _JPEGProperties:
         return kind + ("+arithmetic" if self.arithmetic else "")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class DCTImage(_JPEGProperties):
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class _JPEGInfo(_JPEGProperties):
+    """Header fields shared by :class:`DCTImage` and :class:`JPEGHeader` (keyword-only)."""
+
+    qtables: np.ndarray
+    width: int
+    height: int
+    sampling: tuple[tuple[int, int], ...]
+    colorspace: str
+    progressive: bool = False
+    arithmetic: bool = False
+    restart_interval: int = 0
+    source: str = "<bytes>"
+
+
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class DCTImage(_JPEGInfo):
     """Quantised DCT coefficients of one JPEG, exactly as stored in the file.
 
     Attributes:
@@ -111,15 +126,6 @@ class DCTImage(_JPEGProperties):
     """
 
     planes: tuple[np.ndarray, ...]
-    qtables: np.ndarray
-    width: int
-    height: int
-    sampling: tuple[tuple[int, int], ...]
-    colorspace: str
-    progressive: bool = False
-    arithmetic: bool = False
-    restart_interval: int = 0
-    source: str = "<bytes>"
     missing_blocks: int = 0
 
     @property
@@ -136,20 +142,11 @@ class DCTImage(_JPEGProperties):
                 f"{self.coding}, blocks={list(self.block_shapes)})")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class JPEGHeader(_JPEGProperties):
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class JPEGHeader(_JPEGInfo):
     """What :func:`read_header` returns: a :class:`DCTImage` without its coefficients."""
 
     block_shapes: tuple[tuple[int, int], ...]
-    qtables: np.ndarray
-    width: int
-    height: int
-    sampling: tuple[tuple[int, int], ...]
-    colorspace: str
-    progressive: bool = False
-    arithmetic: bool = False
-    restart_interval: int = 0
-    source: str = "<bytes>"
 
     def __repr__(self) -> str:
         return (f"JPEGHeader({self.source!r}, {self.width}x{self.height}, {self.colorspace} {self.subsampling}, "
