@@ -61,3 +61,35 @@ def test_eager(benchmark, name):
 @pytest.mark.parametrize("name", MODELS)
 def test_compile(benchmark, name):
     _run(benchmark, name, "compile")
+
+
+def summarize(path: str) -> str:
+    """Markdown table of images/s (from median and from min time) and ratios to the baseline."""
+    import json
+    with open(path) as f:
+        data = json.load(f)
+    rows = {}
+    for b in data["benchmarks"]:
+        if b["group"].startswith("models-"):
+            mode = b["extra_info"]["mode"]
+            rows.setdefault(b["name"], {})[mode] = (b["extra_info"]["items"], b["stats"]["median"], b["stats"]["min"])
+    lines = ["| model | eager img/s (median) | x v1 | eager img/s (best) | x v1 | compile img/s (median) | x v1 |"
+             " compile img/s (best) | x v1 |", "|---" * 9 + "|"]
+    base = rows.get(BASELINE, {})
+    for name in MODELS:
+        cells = [name]
+        for mode in ("eager", "compile"):
+            if mode not in rows.get(name, {}):
+                cells += ["-"] * 4
+                continue
+            items, med, best = rows[name][mode]
+            bitems, bmed, bbest = base.get(mode, (None, None, None))
+            cells += [f"{items / med:.1f}", f"{bmed / med:.2f}" if bmed else "-",
+                      f"{items / best:.1f}", f"{bbest / best:.2f}" if bbest else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    print(summarize(sys.argv[1]))

@@ -317,3 +317,23 @@ def test_torch_compile_dct_model_cpu():
     compiled = torch.compile(model)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_stem_modules_are_registered_flat_and_survive_copies():
+    import copy
+    import io
+    model = create_model("resnet50_dct_fbs2", num_classes=3, layers=(1, 1, 1)).eval()
+    assert list(model.state_dict())[0] == "bn_in.weight" and model.stem.bn_in is model.bn_in
+    for clone in (copy.deepcopy(model), _pickled(model, io)):
+        assert clone.stem.bn_in is clone.bn_in and clone.bn_in is not model.bn_in
+        with torch.no_grad():
+            clone.bn_in.weight.fill_(3.0)  # must reach the forward pass through the stem
+            x = torch.randn(1, 6, 4, 4)
+            assert not torch.allclose(clone(x), model(x))
+
+
+def _pickled(model, io):
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
