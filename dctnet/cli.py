@@ -16,6 +16,9 @@ COMMANDS = [
     "inspect",
     "eval",
     "bench",
+    "prepare",
+    "train",
+    "study",
 ]
 
 
