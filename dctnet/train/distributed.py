@@ -63,12 +63,12 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
     return DistContext(rank, world, local_rank, dev, owns)
 
 
-def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
-    """Sum a list of numbers over all ranks (float64; returned on every rank)."""
+def all_reduce_sum(values: list[float], ctx: DistContext, op: str = "sum") -> list[float]:
+    """Sum (or ``op="max"``) a list of numbers over all ranks (float64; returned on every rank)."""
     if ctx.world_size == 1:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t.cpu().tolist()
 
 

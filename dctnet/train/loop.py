@@ -156,6 +156,7 @@ def _run_epoch(model, loader, criterion, ctx: DistContext, *, optimizer=None, sc
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
     loss_sum, top1, top5, count = all_reduce_sum([loss_sum, top1, top5, count], ctx)
+    seconds = all_reduce_sum([seconds], ctx, op="max")[0]  # the slowest rank sets the pace
     return loss_sum, top1, top5, count, seconds
 
 
@@ -176,8 +177,8 @@ def train(config: TrainConfig) -> dict:
     """Train ``config.model`` on ``config.data``; see the module docstring.
 
     Returns:
-        ``{"checkpoint": path of last.pt, "best": path or None, "history": [per-epoch records]}``
-        (on every rank).
+        ``{"checkpoint": path of last.pt, "best": path or None, "history": [per-epoch records],
+        "model": the trained model (unwrapped from DDP)}`` on every rank.
 
     Raises:
         ValueError: bad options or data (messages name the file or option).
@@ -327,7 +328,7 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
         if ctx.world_size > 1:
             import torch.distributed as dist
             dist.barrier()
-    return {"checkpoint": last, "best": best, "history": history}
+    return {"checkpoint": last, "best": best, "history": history, "model": model}
 
 
 if __name__ == "__main__":  # pragma: no cover
