@@ -4,8 +4,6 @@ pipeline, error reporting."""
 
 from __future__ import annotations
 
-import math
-import os
 
 import numpy as np
 import pytest

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Literal, NamedTuple, Sequence
 
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, Sampler
 
-from ..codec import DCTImage, JPEGError, read_dct, read_dct_batch
+from ..codec import DCTImage, JPEGError, read_dct_batch
 from ..ops.layout import DCTLayout
 from .datasets import Dataset
 
