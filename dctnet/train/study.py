@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["StudyConfig", "run_cpu_study", "STUDY_MODELS"]
+__all__ = ["StudyConfig", "run_cpu_study", "accuracy_table", "STUDY_MODELS"]
 
 STUDY_MODELS = ("small_resnet_rgb", "small_resnet_dct", "small_resnet_dct_fbs32", "small_resnet_dct_fbs16",
                 "small_resnet_dct_fbs8")
@@ -82,5 +82,28 @@ def run_cpu_study(config: StudyConfig) -> int:
     argv += list(config.extra_eval_args)
     print("[study] dctnet " + " ".join(argv), flush=True)
     code = cli_main(argv)
+    summary = os.path.join(config.out, "eval", "summary.json")
+    if code == 0 and os.path.exists(summary):
+        print(accuracy_table(summary), flush=True)
     print(f"[study] done in {time.perf_counter() - t0:.0f} s", flush=True)
     return code
+
+
+def accuracy_table(summary_json: str) -> str:
+    """Top-1 (%) of every model (columns) at every setting (rows) from `dctnet eval`'s
+    ``summary.json``, as a Markdown table with the mean bits per pixel of each setting."""
+    import json
+
+    with open(summary_json, encoding="utf-8") as f:
+        summary = json.load(f)
+    models = list(summary["models"])
+    short = {m: m.replace("small_resnet_", "") for m in models}
+    lines = ["| setting | bpp | " + " | ".join(short[m] for m in models) + " |",
+             "|---|---|" + "---|" * len(models)]
+    for setting, info in summary["settings"].items():
+        cells = []
+        for m in models:
+            row = summary["models"][m]["settings"].get(setting)
+            cells.append(f"{row['top1']:.1f}" if row and row.get("top1") is not None else "-")
+        lines.append(f"| {setting} | {info['bpp']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(["", "Top-1 accuracy (%) on the validation images re-encoded at each quality:", ""] + lines)
