@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per model (default 10)")
     p.add_argument("--batch-size", "-b", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1, /10 at --lr-step)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of every model (default: 0.02 for RGB, "
+                   "0.1 for DCT models; /10 at --lr-step)")
     p.add_argument("--lr-step", type=int, default=7, help="epochs between learning-rate steps (default 7)")
     p.add_argument("--workers", "-j", type=int, default=2, help="loader workers (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data set and the training")
