@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 HELP = "train a DCT or RGB model on a labelled JPEG folder (SGD, step decay, AMP on GPU, DDP under torchrun, resumable)"
@@ -85,6 +86,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         print(f"dctnet train: {e}", file=sys.stderr)
         return 1
-    if not args.quiet:
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun
         print(f"checkpoint: {result['checkpoint']}", file=sys.stderr)
     return 0
