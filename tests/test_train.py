@@ -61,6 +61,33 @@ def test_resume_continues_exactly(data, tmp_path):
     assert resumed["history"] == load_checkpoint(resumed["checkpoint"]).extra["history"]
 
 
+@pytest.mark.parametrize("model,workers", [("small_resnet_dct_fbs4", 2), ("small_resnet_rgb", 0)])
+def test_resume_inside_an_epoch_continues_exactly(data, tmp_path, monkeypatch, model, workers):
+    import dctnet.models
+
+    straight = train(_config(data, tmp_path / "straight", model=model, workers=workers))
+    real_save = dctnet.models.save_checkpoint
+
+    def crash_after_mid_epoch_save(path, *args, extra=None, **kw):
+        real_save(path, *args, extra=extra, **kw)
+        state = (extra or {}).get("train_state", {})
+        if state.get("epoch") == 1 and state.get("step") == 2:   # epoch 2, after its 2nd of 4 steps
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(dctnet.models, "save_checkpoint", crash_after_mid_epoch_save)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(_config(data, tmp_path / "crashed", model=model, workers=workers, checkpoint_every=1))
+    monkeypatch.setattr(dctnet.models, "save_checkpoint", real_save)
+    assert load_checkpoint(tmp_path / "crashed" / "last.pt").extra["train_state"]["step"] == 2
+    resumed = train(_config(data, tmp_path / "crashed", model=model, workers=workers, resume="auto"))
+    _assert_same(_state(straight["checkpoint"]), _state(resumed["checkpoint"]))
+    timing = ("train_seconds", "train_images_per_s", "val_seconds")
+    for a, b in zip(straight["history"], resumed["history"]):
+        # (sums of the steps before and after the interruption are added in another order)
+        assert {k: v for k, v in a.items() if k not in timing} == \
+            pytest.approx({k: v for k, v in b.items() if k not in timing}, rel=1e-12)
+
+
 def test_checkpoint_carries_what_evaluation_needs(data, tmp_path):
     result = train(_config(data, tmp_path / "run", epochs=1, stats_images=100))  # all 32 images
     ckpt = load_checkpoint(result["checkpoint"])

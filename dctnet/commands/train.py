@@ -65,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="only the first N training images")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a last.pt ('auto': OUT/last.pt if it exists)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                   help="also write last.pt every STEPS training steps inside an epoch (default: end of epochs only)")
     p.add_argument("--skip-bad-files", action="store_true", help="DCT models: drop unreadable files from their "
                    "batch (default: stop with the file's name)")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines on stdout")
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                          label_smoothing=args.label_smoothing, amp=args.amp, workers=args.workers, seed=args.seed,
                          size=args.size, augment=args.augment, scale=args.scale, stats_images=args.stats_images,
                          limit=args.limit, device=args.device, resume=args.resume,
+                         checkpoint_every=args.checkpoint_every,
                          on_error="skip" if args.skip_bad_files else "raise", quiet=args.quiet)
     try:
         result = train(config)

@@ -149,15 +149,18 @@ class SeededSampler(Sampler):
     def __init__(self, n: int, *, shuffle: bool = True, drop_last: bool = False, seed: int = 0, rank: int = 0,
                  world_size: int = 1):
         self.shard = _Sharded(n, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's order; skip its first ``start`` images (resuming inside an epoch)."""
         self.shard.set_epoch(epoch)
+        self.start = int(start)
 
     def __len__(self) -> int:
-        return len(self.shard)
+        return max(0, len(self.shard) - self.start)
 
     def __iter__(self) -> Iterator[ItemRequest]:
-        for i in self.shard.order():
+        for i in self.shard.order()[self.start:]:
             yield ItemRequest(int(i), _mix_seed(self.shard.seed, self.shard.epoch, int(i)))
 
 
@@ -418,9 +421,8 @@ class _RGBLoader:
         self.loader, self.sampler = loader, sampler
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        if start:
-            raise ValueError("the RGB loader resumes at epoch boundaries only")
-        self.sampler.set_epoch(epoch)
+        """Select the epoch; skip its first ``start`` batches (resuming inside an epoch)."""
+        self.sampler.set_epoch(epoch, start * self.loader.batch_size)
 
     def __len__(self) -> int:
         return len(self.loader)

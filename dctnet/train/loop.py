@@ -10,11 +10,12 @@ layout, so the checkpoint carries them to evaluation.
 
 Output folder:
 
-* ``last.pt`` after every epoch: a dctnet checkpoint (``dctnet.models.save_checkpoint``:
-  model name, builder options, weights, layout with statistics, class names) whose
+* ``last.pt`` after every epoch (and every ``checkpoint_every`` steps inside one): a dctnet
+  checkpoint (``dctnet.models.save_checkpoint``: model name, builder options, weights, layout with statistics, class names) whose
   ``extra["train_state"]`` also holds the optimizer, scheduler, gradient scaler, RNG states
-  and the number of finished epochs: ``--resume`` continues exactly where it stopped (the
-  data order and augmentation of every epoch depend only on the seed and the epoch);
+  and the number of finished epochs (and steps of the current one, with its running sums):
+  ``--resume`` continues exactly where it stopped (the data order and augmentation of every
+  epoch depend only on the seed and the epoch, so the remaining batches are the same);
 * ``best.pt`` when there is a validation set: the epoch with the best validation top-1;
 * ``log.jsonl``: one JSON object per epoch (loss, top-1/top-5, images/s, learning rate).
 """
@@ -72,6 +73,7 @@ class TrainConfig:
     limit: int | None = None
     device: str | None = None
     resume: str | None = None
+    checkpoint_every: int = 0
     on_error: str = "raise"
     quiet: bool = False
 
@@ -122,13 +124,21 @@ class _Logger:
         self.info(" | ".join(parts))
 
 
-def _run_epoch(model, loader, criterion, ctx: DistContext, *, optimizer=None, scaler=None, amp: bool = False):
-    """One pass; returns ``(loss_sum, top1, top5, count, seconds)`` summed over ranks."""
+def _run_epoch(model, loader, criterion, ctx: DistContext, *, optimizer=None, scaler=None, amp: bool = False,
+               first_step: int = 0, carried=(0.0, 0.0, 0.0, 0.0, 0.0), on_step=None):
+    """One pass; returns ``(loss_sum, top1, top5, count, seconds)`` summed over ranks (seconds:
+    the slowest rank's).
+
+    ``first_step`` and ``carried`` (already reduced sums of the steps before it, counted once)
+    continue an interrupted epoch; ``on_step(step, sums)`` is called after every training step
+    with this rank's running sums (for mid-epoch checkpoints).
+    """
     training = optimizer is not None
     model.train(training)
     loss_sum = top1 = top5 = count = 0.0
     start = time.perf_counter()
     dev = ctx.device
+    step = first_step
     with torch.set_grad_enabled(training):
         for inputs, target in loader:
             xs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
@@ -152,12 +162,15 @@ def _run_epoch(model, loader, criterion, ctx: DistContext, *, optimizer=None, sc
             top1 += c1
             top5 += c5
             count += n
+            step += 1
+            if on_step is not None:
+                on_step(step, [loss_sum, top1, top5, count, time.perf_counter() - start])
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
     loss_sum, top1, top5, count = all_reduce_sum([loss_sum, top1, top5, count], ctx)
     seconds = all_reduce_sum([seconds], ctx, op="max")[0]  # the slowest rank sets the pace
-    return loss_sum, top1, top5, count, seconds
+    return (loss_sum + carried[0], top1 + carried[1], top5 + carried[2], count + carried[3], seconds + carried[4])
 
 
 def _rng_state(ctx: DistContext) -> dict:
@@ -260,7 +273,8 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
     if amp and ctx.device.type != "cuda":
         raise ValueError("--amp needs a CUDA device (mixed precision training here is float16 on GPU)")
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    start_epoch = 0
+    start_epoch = start_step = 0
+    carried = (0.0, 0.0, 0.0, 0.0, 0.0)
     history: list[dict] = []
     best_top1 = -1.0
     if ckpt is not None:
@@ -271,9 +285,12 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
             scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], ctx)
         start_epoch = int(state["epoch"])
+        start_step = int(state.get("step", 0))
+        carried = tuple(state.get("partial", carried))
         history = list(ckpt.extra.get("history", []))
         best_top1 = float(state.get("best_top1", -1.0))
-        log.info(f"resumed from {resume_path} after epoch {start_epoch}")
+        where = f"epoch {start_epoch + 1}, step {start_step}" if start_step else f"after epoch {start_epoch}"
+        log.info(f"resumed from {resume_path} ({where})")
 
     net = model
     if ctx.world_size > 1:
@@ -295,11 +312,32 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
     last = os.path.join(config.out, "last.pt")
     best = os.path.join(config.out, "best.pt") if val_set else None
     saved_kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kwargs.items()}
+    def train_state(epoch_done: int, **more) -> dict:
+        return {"epoch": epoch_done, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None, "rng": _rng_state(ctx),
+                "best_top1": best_top1, "config": config.to_json_dict(), **more}
+
+    steps_per_epoch = len(train_loader)
     for epoch in range(start_epoch, config.epochs):
         lr = optimizer.param_groups[0]["lr"]
-        train_loader.set_epoch(epoch)
+        first = start_step if epoch == start_epoch else 0
+        prior = carried if epoch == start_epoch else (0.0, 0.0, 0.0, 0.0, 0.0)
+        train_loader.set_epoch(epoch, first)
+
+        def on_step(step: int, sums: list, epoch=epoch, prior=prior) -> None:
+            if not config.checkpoint_every or step % config.checkpoint_every or step >= steps_per_epoch:
+                return
+            # Every rank takes part in the reduction; rank 0 stores the epoch's sums so far.
+            partial = all_reduce_sum(sums[:4], ctx) + [all_reduce_sum(sums[4:], ctx, op="max")[0]]
+            partial = [a + b for a, b in zip(partial, prior)]
+            if ctx.is_main:
+                save_checkpoint(last, model, class_names=class_names, layout=layout, model_kwargs=saved_kwargs,
+                                extra={"train_state": train_state(epoch, step=step, partial=partial),
+                                       "history": history})
+
         loss, c1, c5, n, seconds = _run_epoch(net, train_loader, criterion, ctx, optimizer=optimizer,
-                                              scaler=scaler, amp=amp)
+                                              scaler=scaler, amp=amp, first_step=first, carried=prior,
+                                              on_step=on_step)
         scheduler.step()
         record = {"epoch": epoch + 1, "epochs": config.epochs, "lr": lr, "train_loss": loss / n,
                   "train_top1": c1 / n, "train_top5": c5 / n, "train_images": int(n),
@@ -315,11 +353,7 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
             improved = val_loader is not None and record["val_top1"] > best_top1
             if improved:
                 best_top1 = record["val_top1"]
-            train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(),
-                           "scaler": scaler.state_dict() if scaler is not None else None,
-                           "rng": _rng_state(ctx), "best_top1": best_top1, "config": config.to_json_dict()}
-            extra = {"train_state": train_state, "history": history, "metrics": record}
+            extra = {"train_state": train_state(epoch + 1), "history": history, "metrics": record}
             save_checkpoint(last, model, class_names=class_names, layout=layout, model_kwargs=saved_kwargs,
                             extra=extra)
             if improved:
