@@ -96,6 +96,22 @@ class _Prepared:
     errors: list[Exception | None]
 
 
+def _build_named(name: str, weights):
+    """``create_model(name)`` with ``weights``; a dctnet checkpoint also gives the builder options
+    and the number of classes it was trained with (e.g. a 10-class model from `dctnet train`)."""
+    from .models import create_model, load_checkpoint, load_model
+
+    if weights is None:
+        return create_model(name)
+    ckpt = load_checkpoint(weights)
+    if ckpt.model is not None:
+        if ckpt.model != name:
+            raise ValueError(f"{ckpt.source}: checkpoint is for model {ckpt.model!r}, not {name!r}")
+        return load_model(ckpt)
+    fc = ckpt.state_dict.get("fc.weight")
+    return create_model(name, weights=ckpt, num_classes=int(fc.shape[0]) if fc is not None else 1000)
+
+
 class Classifier:
     """Classify JPEGs with a DCT, RGB or ONNX model.
 
@@ -144,10 +160,9 @@ class Classifier:
             self.class_names = load_labels(labels, self.num_classes)
             self.model = None
             return
-        from .models import create_model
 
         if isinstance(model, str):
-            net = create_model(model, weights=weights)
+            net = _build_named(model, weights)
             self.trained = weights is not None
         elif isinstance(model, torch.nn.Module):
             if weights is not None:

@@ -18,6 +18,9 @@ COMMANDS = [
     "inspect",
     "eval",
     "bench",
+    "prepare",
+    "train",
+    "study",
 ]
 
 

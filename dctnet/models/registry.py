@@ -94,4 +94,4 @@ def create_model(name: str, *, num_classes: int = 1000, weights=None, init_from_
 
 def _ensure_loaded() -> None:
     # The builders register themselves when their modules are imported.
-    from . import resnet, resnet_dct  # noqa: F401
+    from . import resnet, resnet_dct, small  # noqa: F401

@@ -1,0 +1,179 @@
+"""`dctnet prepare`: the papers' preprocessing of a training/validation tree.
+
+Every image under ``src`` is decoded (libjpeg-turbo for JPEG, Pillow for PNG/BMP/WebP/TIFF),
+resized so that its shorter side is ``short_side`` pixels (Pillow bilinear, antialiased when
+shrinking; the new size is ``(round(w*s), round(h*s))`` as in :func:`dctnet.data.rgb.resize_shorter`)
+and encoded by libjpeg-turbo at each requested quality with the standard (Annex K) tables
+scaled by the quality, 4:2:0 sampling, baseline. Grayscale sources are written as colour
+JPEGs with neutral chroma (every DCT layout then has chroma to read).
+
+Output tree: with one quality, ``dst`` mirrors ``src`` (same relative paths, suffix ``.jpg``
+for non-JPEG sources); with several, ``dst/qf<Q>/`` mirrors it for each ``Q``. Files are
+written to a temporary name and renamed, so a file under its final name is complete: a rerun
+skips those (resumable) and redoes only what is missing. A file that cannot be read is
+reported with its reason and the run continues.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..codec import JPEGError
+from .datasets import IMAGE_SUFFIXES
+
+__all__ = ["PrepareReport", "prepare_tree", "find_images", "prepare_image"]
+
+OTHER_SUFFIXES = (".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+
+
+@dataclass
+class PrepareReport:
+    """What :func:`prepare_tree` did: counts of outputs written / already present, and the
+    failed sources with their reasons."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def find_images(src: str) -> list[str]:
+    """Image files under ``src`` (relative paths, sorted; hidden folders and files skipped)."""
+    out = []
+    for dirpath, dirnames, names in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for n in sorted(names):
+            if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES + OTHER_SUFFIXES):
+                out.append(os.path.relpath(os.path.join(dirpath, n), src))
+    return out
+
+
+def _decode(path: str) -> np.ndarray:
+    from .rgb import decode_rgb
+
+    if path.lower().endswith(IMAGE_SUFFIXES):
+        return decode_rgb(path)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise JPEGError(path, f"cannot decode: {e}") from None
+
+
+def prepare_image(path: str, short_side: int | None, qfs: Sequence[int]) -> list[bytes]:
+    """One source -> its JPEG bytes at each quality (see the module docstring)."""
+    from turbojpeg import TJPF_RGB, TJSAMP_420
+
+    from .encode import _turbo
+    from .rgb import resize_shorter
+
+    rgb = _decode(path)
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise JPEGError(path, "empty image")
+    if short_side:
+        rgb = resize_shorter(rgb, short_side)
+    rgb = np.ascontiguousarray(rgb)
+    return [_turbo().encode(rgb, quality=int(q), pixel_format=TJPF_RGB, jpeg_subsample=TJSAMP_420) for q in qfs]
+
+
+def _complete(path: str) -> bool:
+    """A finished output: non-empty and ending with the JPEG end-of-image marker."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 4:
+                return False
+            f.seek(-2, os.SEEK_END)
+            return f.read(2) == b"\xff\xd9"
+    except OSError:
+        return False
+
+
+def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int | None = 256,
+                 qfs: Sequence[int] = (90,), threads: int | None = None, progress: bool = True,
+                 log=None) -> PrepareReport:
+    """Resize and re-encode every image of ``src`` into ``dst`` (see the module docstring).
+
+    Args:
+        src, dst: folders (``dst`` may not be inside ``src``).
+        short_side: shorter side in pixels after resizing (``None``: keep the size).
+        qfs: JPEG qualities 1..100 (one tree per quality when several).
+        threads: parallel workers (decoding, resizing and encoding release the GIL).
+        progress: tqdm progress bar on stderr.
+        log: called with one line per failed file (default: print to stderr).
+
+    Returns:
+        :class:`PrepareReport`.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    src, dst = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
+    qfs = [int(q) for q in qfs]
+    if not qfs or any(not 1 <= q <= 100 for q in qfs) or len(set(qfs)) != len(qfs):
+        raise ValueError(f"qualities must be distinct integers in 1..100, got {qfs}")
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short side must be a positive number of pixels, got {short_side}")
+    if not os.path.isdir(src):
+        raise ValueError(f"{src}: not a folder")
+    if dst == src or dst.startswith(src + os.sep):
+        raise ValueError(f"{dst}: the output folder must not be inside the source folder {src}")
+    log = log or (lambda line: print(line, file=sys.stderr))
+    rels = find_images(src)
+    if not rels:
+        raise ValueError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES + OTHER_SUFFIXES)})")
+    roots = [dst] if len(qfs) == 1 else [os.path.join(dst, f"qf{q}") for q in qfs]
+    report = PrepareReport()
+
+    def target(root: str, rel: str) -> str:
+        base = rel if rel.lower().endswith(IMAGE_SUFFIXES) else os.path.splitext(rel)[0] + ".jpg"
+        return os.path.join(root, base)
+
+    todo = []
+    for rel in rels:
+        outs = [target(r, rel) for r in roots]
+        report.outputs.extend(outs)
+        missing = [i for i, o in enumerate(outs) if not _complete(o)]
+        report.skipped += len(outs) - len(missing)
+        if missing:
+            todo.append((rel, [(qfs[i], outs[i]) for i in missing]))
+
+    def work(item) -> int:
+        rel, jobs = item
+        data = prepare_image(os.path.join(src, rel), short_side, [q for q, _ in jobs])
+        for blob, (_, out) in zip(data, jobs):
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            tmp = f"{out}.part{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, out)
+        return len(jobs)
+
+    bar = tqdm(total=len(rels), initial=len(rels) - len(todo), unit="img", disable=not progress,
+               desc="prepare", dynamic_ncols=True)
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        futures = {pool.submit(work, item): item[0] for item in todo}
+        for fut in as_completed(futures):
+            rel = futures[fut]
+            try:
+                report.written += fut.result()
+            except (JPEGError, OSError, ValueError) as e:
+                reason = e.reason if isinstance(e, JPEGError) else str(e)
+                report.failed.append((os.path.join(src, rel), reason))
+                line = f"{os.path.join(src, rel)}: {reason}"
+                if progress:
+                    bar.write(line, file=sys.stderr)
+                else:
+                    log(line)
+            bar.update(1)
+    bar.close()
+    report.failed.sort()
+    return report
