@@ -67,7 +67,7 @@ from ..ops.layout import DCTLayout
 from .registry import create_model, register_model
 from .resnet import InputConfig, ResNet
 
-__all__ = ["YCC_TO_RGB", "DCTFrontEnd", "ConvertedFirstLayer", "ConvertedStem", "from_rgb", "converted_layout",
+__all__ = ["YCC_TO_RGB", "DCTFrontEnd", "islow_idct", "fancy_upsample2x_int", "ycc_to_rgb_int", "ConvertedFirstLayer", "ConvertedStem", "from_rgb", "converted_layout",
            "idct_basis", "fancy_upsample2x", "stem_macs", "prepare_jpeg", "CLAMP_TOLERANCE"]
 
 #: JFIF YCbCr -> RGB (libjpeg's jdcolor.c constants): rows R, G, B; columns Y, Cb - 128, Cr - 128.
@@ -136,6 +136,81 @@ def fancy_upsample2x(s: torch.Tensor, edge: str = "replicate") -> torch.Tensor:
     return out[:, :, 1:-1, 1:-1] if edge == "replicate" else out
 
 
+# --- libjpeg-turbo's integer decode, re-implemented for the "libjpeg" front-end mode ----------
+# (jidctint.c's islow IDCT: the Loeffler-Ligtenberg-Moschytz butterfly with 13-bit constants
+# and 2 extra bits between passes; jdsample.c's h2v2 fancy upsampling with biases 8 and 7;
+# jdcolor.c's 16-bit fixed-point colour tables.) Bit-exact with the library's output.
+
+def _fix(x: float, bits: int = 13) -> int:
+    return int(round(x * (1 << bits)))
+
+
+def _islow_1d(x: list, shift: int, dc_bias: int = 0) -> list:
+    """One 8-point pass on 8 int64 tensors; returns the 8 outputs descaled by ``shift`` bits."""
+    z2, z3 = x[2], x[6]
+    z1 = (z2 + z3) * _fix(0.541196100)
+    tmp2 = z1 - z3 * _fix(1.847759065)
+    tmp3 = z1 + z2 * _fix(0.765366865)
+    tmp0 = (x[0] + dc_bias + x[4]) << 13
+    tmp1 = (x[0] + dc_bias - x[4]) << 13
+    t10, t13, t11, t12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
+    o0, o1, o2, o3 = x[7], x[5], x[3], x[1]
+    z1, z2, z3, z4 = o0 + o3, o1 + o2, o0 + o2, o1 + o3
+    z5 = (z3 + z4) * _fix(1.175875602)
+    o0 = o0 * _fix(0.298631336)
+    o1 = o1 * _fix(2.053119869)
+    o2 = o2 * _fix(3.072711026)
+    o3 = o3 * _fix(1.501321110)
+    z1 = z1 * -_fix(0.899976223)
+    z2 = z2 * -_fix(2.562915447)
+    z3 = z3 * -_fix(1.961570560) + z5
+    z4 = z4 * -_fix(0.390180644) + z5
+    o0 = o0 + z1 + z3
+    o1 = o1 + z2 + z4
+    o2 = o2 + z2 + z3
+    o3 = o3 + z1 + z4
+    half = 1 << (shift - 1)
+    outs = [t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3]
+    return [(v + half) >> shift for v in outs]
+
+
+def islow_idct(coefs: torch.Tensor, bands: Sequence[int]) -> torch.Tensor:
+    """libjpeg's integer ``islow`` IDCT: dequantised ``(B, n, h, w)`` coefficients (integer
+    values) of natural indices ``bands`` -> ``int64 (B, 1, 8h, 8w)`` samples in 0..255."""
+    b, n, h, w = coefs.shape
+    full = torch.zeros(b, 64, h, w, dtype=torch.int64, device=coefs.device)
+    full[:, list(bands)] = torch.round(coefs).to(torch.int64)
+    blk = full.permute(0, 2, 3, 1).reshape(b, h, w, 8, 8)               # [..., v, u]
+    cols = _islow_1d([blk[..., k, :] for k in range(8)], 13 - 2)         # pass 1 along v
+    ws = torch.stack(cols, dim=-2)                                        # [..., y, u]
+    rows = _islow_1d([ws[..., k] for k in range(8)], 13 + 2 + 3)         # pass 2 along u
+    px = (torch.stack(rows, dim=-1) + 128).clamp(0, 255)                  # [..., y, x]
+    return px.permute(0, 1, 3, 2, 4).reshape(b, 1, 8 * h, 8 * w)
+
+
+def fancy_upsample2x_int(s: torch.Tensor) -> torch.Tensor:
+    """libjpeg's integer h2v2 fancy upsampling of ``int64 (B, C, h, w)`` samples -> ``(B, C, 2h, 2w)``."""
+    p = F.pad(s.double(), (0, 0, 1, 1), mode="replicate").to(torch.int64)
+    near = p[:, :, 1:-1]
+    up, down = 3 * near + p[:, :, :-2], 3 * near + p[:, :, 2:]           # column sums, rows 2i and 2i+1
+    cs = torch.stack([up, down], dim=3).reshape(s.shape[0], s.shape[1], 2 * s.shape[2], s.shape[3])
+    q = F.pad(cs.double(), (1, 1, 0, 0), mode="replicate").to(torch.int64)
+    mid = q[..., 1:-1]
+    even = (3 * mid + q[..., :-2] + 8) >> 4
+    odd = (3 * mid + q[..., 2:] + 7) >> 4
+    return torch.stack([even, odd], dim=-1).reshape(cs.shape[0], cs.shape[1], cs.shape[2], 2 * cs.shape[3])
+
+
+def ycc_to_rgb_int(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """libjpeg's fixed-point JFIF conversion of ``int64`` planes -> ``int64 (B, 3, H, W)`` in 0..255."""
+    cb, cr = cb - 128, cr - 128
+    half = 1 << 15
+    r = y + ((_fix(1.40200, 16) * cr + half) >> 16)
+    g = y + ((-_fix(0.34414, 16) * cb + half - _fix(0.71414, 16) * cr) >> 16)
+    b = y + ((_fix(1.77200, 16) * cb + half) >> 16)
+    return torch.cat([r, g, b], 1).clamp(0, 255)
+
+
 def _split(y, cbcr):
     if cbcr is None and isinstance(y, (tuple, list)) and len(y) == 2:
         y, cbcr = y
@@ -180,8 +255,10 @@ class DCTFrontEnd(_ChromaDecoder):
         layout: :func:`converted_layout` (``late_concat``, dequantised, no statistics).
         mean, std: per-channel normalisation of [0, 1] RGB (ImageNet's by default).
         clamp: ``"none"`` (the exact linear map), ``"clamp"`` (the decoder's clamps to
-            [0, 255] after the IDCT and after colour conversion) or ``"round"`` (clamps and
-            rounding to integers after each stage, as the 8-bit decoder stores them).
+            [0, 255] after the IDCT and after colour conversion), ``"round"`` (clamps and
+            rounding to integers after each float stage) or ``"libjpeg"`` (libjpeg-turbo's
+            integer arithmetic: islow IDCT, integer fancy upsampling, fixed-point colour
+            tables; bit-exact with its decode, see the tests).
 
     ``forward(y (B, nY, h, w), cbcr (B, nCb + nCr, h/2, w/2)) -> float (B, 3, 8h, 8w)``.
     """
@@ -189,8 +266,8 @@ class DCTFrontEnd(_ChromaDecoder):
     def __init__(self, layout: DCTLayout, mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225), clamp: str = "none"):
         super().__init__(layout)
-        if clamp not in ("none", "clamp", "round"):
-            raise ValueError(f"clamp must be 'none', 'clamp' or 'round', not {clamp!r}")
+        if clamp not in ("none", "clamp", "round", "libjpeg"):
+            raise ValueError(f"clamp must be 'none', 'clamp', 'round' or 'libjpeg', not {clamp!r}")
         self.clamp = clamp
         mean = torch.tensor([float(m) for m in mean], dtype=torch.float64)
         std = torch.tensor([float(s) for s in std], dtype=torch.float64)
@@ -211,6 +288,12 @@ class DCTFrontEnd(_ChromaDecoder):
         """RGB pixel values ``float (B, 3, 8h, 8w)`` in [0, 255] (up to the clamp option)."""
         y, cbcr = _split(y, cbcr)
         _check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
+        if self.clamp == "libjpeg":
+            by, bcb, bcr = self.layout.band_indices()
+            chroma = torch.cat([islow_idct(cbcr[:, :self.ncb], bcb), islow_idct(cbcr[:, self.ncb:], bcr)], 1)
+            chroma = fancy_upsample2x_int(chroma)
+            rgb = ycc_to_rgb_int(islow_idct(y, by), chroma[:, :1], chroma[:, 1:])
+            return rgb.to(y.dtype)
         luma = self._limit(_idct_planes(y, self.basis_y) + 128.0, 0.0, 255.0)
         cb, cr = self.chroma(cbcr)
         chroma = torch.cat([self._limit(cb + 128.0, 0.0, 255.0), self._limit(cr + 128.0, 0.0, 255.0)], 1)
