@@ -16,6 +16,7 @@ COMMANDS = [
     "inspect",
     "eval",
     "bench",
+    "convert",
 ]
 
 
