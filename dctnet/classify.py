@@ -187,8 +187,6 @@ class Classifier:
         if to_read:
             read = read_dct_batch([srcs[i] for i in to_read], threads=self.threads, on_error="return")
             for i, r in zip(to_read, read):
-                if isinstance(r, JPEGError) and r.source.startswith("<bytes"):
-                    r = JPEGError(f"<bytes #{i}>", r.reason)
                 out[i] = r
         return out
 
@@ -211,7 +209,11 @@ class Classifier:
             raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the model's "
                                         f"{self.image_size[0]}x{self.image_size[1]} crop; pass the file, "
                                         "not a DCTImage, to allow resizing")
-        data = src if isinstance(src, (bytes, bytearray, memoryview)) else open(os.fspath(src), "rb").read()
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            data = src
+        else:
+            with open(os.fspath(src), "rb") as f:
+                data = f.read()
         size = self.image_size[0]
         rgb = resize_shorter(decode_rgb(data, name=img.source), size)
         quality = img.quality
@@ -221,45 +223,48 @@ class Classifier:
         out = read_dct(jpeg)
         return DCTImage(**{**out.__dict__, "source": img.source})
 
-    def _prepare(self, srcs: Sequence[Source]) -> _Prepared:
+    def _prepare(self, srcs: Sequence[Source], offset: int = 0) -> _Prepared:
+        """Inputs for one batch; ``offset`` is the batch's position in the whole request
+        (it names byte inputs ``<bytes #i>`` in errors)."""
         n = len(srcs)
         errors: list[Exception | None] = [None] * n
         paths: list[str | None] = [None] * n
-        if self.kind == "onnx":
-            data = []
-            for i, s in enumerate(srcs):
-                data.append(open(os.fspath(s), "rb").read() if isinstance(s, (str, os.PathLike)) else s)
-            return _Prepared(data, list(range(n)), ["onnx"] * n, errors)
-        if self.kind == "rgb":
-            batch, errs = self.preprocess.batch(list(srcs), threads=self.threads, on_error="return")
+        if self.kind in ("rgb", "onnx"):
+            preprocess = self.onnx.preprocess if self.kind == "onnx" else self.preprocess
+            batch, errs = preprocess.batch(list(srcs), threads=self.threads, on_error="return")
             ok = [i for i, e in enumerate(errs) if e is None]
             for i, e in enumerate(errs):
                 errors[i] = e
-                paths[i] = "rgb" if e is None else None
-            x = torch.from_numpy(batch[ok]) if ok else None
-            return _Prepared(x, ok, paths, errors)
-        images = self._read(srcs)
-        ready: list[DCTImage] = []
-        ok = []
-        for i, img in enumerate(images):
-            if isinstance(img, Exception):
-                errors[i] = img
-                continue
-            path = "dct"
-            try:
-                if not self._fits(img):
-                    img, path = self._resized(img, srcs[i]), "dct-resized"
-            except (JPEGError, OSError) as e:
-                errors[i] = e
-                continue
-            ready.append(img)
-            ok.append(i)
-            paths[i] = path
-        x = None
-        if ready:
-            from .ops import to_tensor
+                paths[i] = self.kind if e is None else None
+            x = batch[ok] if ok else None
+            if self.kind == "rgb" and x is not None:
+                x = torch.from_numpy(x)
+        else:
+            images = self._read(srcs)
+            ready: list[DCTImage] = []
+            ok = []
+            for i, img in enumerate(images):
+                if isinstance(img, Exception):
+                    errors[i] = img
+                    continue
+                path = "dct"
+                try:
+                    if not self._fits(img):
+                        img, path = self._resized(img, srcs[i]), "dct-resized"
+                except (JPEGError, OSError) as e:
+                    errors[i] = e
+                    continue
+                ready.append(img)
+                ok.append(i)
+                paths[i] = path
+            x = None
+            if ready:
+                from .ops import to_tensor
 
-            x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend)
+                x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend)
+        for i, e in enumerate(errors):  # name byte inputs by their position in the request
+            if isinstance(e, JPEGError) and e.source.startswith("<bytes"):
+                errors[i] = JPEGError(f"<bytes #{offset + i}>", e.reason)
         return _Prepared(x, ok, paths, errors)
 
     # --- running -------------------------------------------------------------------------
@@ -269,13 +274,7 @@ class Classifier:
         if not prepared.ok:
             return None
         if self.kind == "onnx":
-            logits, errs = self.onnx.predict_logits(prepared.inputs)
-            for i, e in enumerate(errs):
-                if e is not None:
-                    prepared.errors[i] = e if isinstance(e, Exception) else JPEGError("<input>", str(e))
-                    prepared.paths[i] = None
-            prepared.ok = [i for i, e in enumerate(prepared.errors) if e is None]
-            return logits[prepared.ok]
+            return self.onnx.run(prepared.inputs)
         x = prepared.inputs
         xs = x if isinstance(x, tuple) else (x,)
         xs = tuple(t.to(self.device, self.dtype, non_blocking=True) for t in xs)
@@ -288,12 +287,12 @@ class Classifier:
         if not starts:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="dctnet-prepare") as pool:
-            pending: Future = pool.submit(self._prepare, srcs[starts[0]:starts[0] + self.batch_size])
+            pending: Future = pool.submit(self._prepare, srcs[starts[0]:starts[0] + self.batch_size], starts[0])
             for k, start in enumerate(starts):
                 prepared = pending.result()
                 if k + 1 < len(starts):  # overlap: prepare the next batch while this one runs
                     nxt = starts[k + 1]
-                    pending = pool.submit(self._prepare, srcs[nxt:nxt + self.batch_size])
+                    pending = pool.submit(self._prepare, srcs[nxt:nxt + self.batch_size], nxt)
                 yield start, prepared, self._forward(prepared)
 
     def predict_logits(self, srcs: Sequence[Source]) -> tuple[np.ndarray, list[Exception | None], list[str | None]]:

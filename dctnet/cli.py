@@ -13,6 +13,8 @@ import sys
 
 # Order is the order shown by `dctnet --help`.
 COMMANDS = [
+    "demo",
+    "predict",
     "inspect",
     "eval",
     "bench",

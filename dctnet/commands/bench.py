@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-HELP = "measure models: `flops` prints GMACs and parameter counts (default: the design.md 3 table)"
+HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the design.md 3 table); "
+        "`throughput` times input preparation, forward and end to end")
 
 
 # ----------------------------------------------------------------------------- flops
@@ -89,9 +91,63 @@ def _flops_run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: name -> (help, add_arguments, run). Add `throughput` etc. here.
+# ----------------------------------------------------------------------------- throughput
+
+def _throughput_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registered model names, or onnx:PATH (default: resnet50 resnet50_dct resnet50_dct_fbs16 "
+                        "and the shared ONNX MobileNetV2 when found)")
+    p.add_argument("--data", metavar="DIR", help="JPEG folder to read (default: the shared ImageNet sample)")
+    p.add_argument("-b", "--batch", type=int, nargs="+", default=[1, 16], metavar="N", help="batch sizes (default 1 16)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--compile", choices=["no", "yes", "both"], default="no", help="torch.compile the models")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed repeats first (default 2)")
+    p.add_argument("-j", "--threads", type=int, metavar="N", help="reader/preprocessing threads (default: all cores)")
+    p.add_argument("--results-file", "-o", metavar="PATH", help="write the JSON report here")
+    p.add_argument("--results-format", choices=["markdown", "json"], default="markdown",
+                   help="what to print on stdout (default markdown)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _throughput_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.throughput import markdown_table, run_throughput
+    from .demo import shared_dir
+    from .inspect import expand_paths
+
+    models = list(args.models)
+    if not models:
+        models = ["resnet50", "resnet50_dct", "resnet50_dct_fbs16"]
+        onnx = shared_dir() / "models" / "mobilenetv2-12-int8.onnx"
+        if onnx.is_file():
+            models.append(f"onnx:{onnx}")
+    data = args.data or str(shared_dir() / "data" / "imagenet-sample")
+    files = expand_paths([data])
+    if not files:
+        print(f"dctnet bench throughput: no JPEG files in {data}", file=sys.stderr)
+        return 2
+    jpegs = [Path(f).read_bytes() for f in files]
+    compile_modes = {"no": (False,), "yes": (True,), "both": (False, True)}[args.compile]
+    settings = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "bench_command"}
+    settings.update(models=models, data=data, files=len(files))
+    result = run_throughput(models, jpegs, batches=args.batch, device=args.device, dtype=getattr(torch, args.dtype),
+                            compile_modes=compile_modes, repeats=args.repeats, warmup=args.warmup,
+                            threads=args.threads, progress=not args.no_progress, settings=settings)
+    if args.results_file:
+        with open(args.results_file, "w") as f:
+            json.dump(result, f, indent=1)
+    print(json.dumps(result, indent=1) if args.results_format == "json" else markdown_table(result))
+    return 0
+
+
+#: name -> (help, add_arguments, run).
 SUBCOMMANDS = {
     "flops": ("GMACs (conv + linear multiply-accumulates) and parameters of models", _flops_arguments, _flops_run),
+    "throughput": ("images/s of input preparation, model forward and end to end (JSON + Markdown)",
+                   _throughput_arguments, _throughput_run),
 }
 
 

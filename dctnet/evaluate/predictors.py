@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.rgb import RGBPreprocess
 
-__all__ = ["OnnxPredictor", "Predictor", "make_predictor"]
+__all__ = ["ClassifierPredictor", "OnnxPredictor", "Predictor", "make_predictor"]
 
 
 @runtime_checkable
@@ -107,6 +107,10 @@ class OnnxPredictor:
     def __repr__(self) -> str:
         return f"OnnxPredictor({self.path!r}, preprocess={self.preprocess!r})"
 
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed ``float32 (N, 3, crop, crop)`` -> logits ``float32 (N, num_classes)``."""
+        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
+
     def predict_logits(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[str | None]]:
         """``N`` JPEGs -> ``(float32 (N, num_classes), errors)``; failed rows are NaN."""
         n = len(jpegs)
@@ -120,18 +124,45 @@ class OnnxPredictor:
                 if e is not None:
                     errors[start + i] = str(e)
             if ok:
-                out = self.session.run([self.output_name], {self.input_name: batch[ok]})[0]
-                logits[[start + i for i in ok]] = out.astype(np.float32, copy=False)
+                logits[[start + i for i in ok]] = self.run(batch[ok])
         return logits, errors
 
 
-def make_predictor(name: str, weights: str | os.PathLike | None, *, threads: int | None = None) -> Predictor:
-    """A :class:`Predictor` for registered model ``name`` with ``weights``.
+class ClassifierPredictor:
+    """A registered (torch) RGB or DCT model run through :class:`dctnet.Classifier`.
 
-    This is where registered RGB and DCT models plug into `dctnet eval`, through the
-    inference API (``dctnet.Classifier``, issue 5). Until that API exists it raises
-    ``NotImplementedError``.
+    Args:
+        classifier: the Classifier (its ``name`` is the results name).
+        identity: changes whenever weights or preprocessing change.
     """
-    raise NotImplementedError(
-        f"--model {name}: evaluating registered torch models needs the inference API "
-        "(dctnet.Classifier), which is not available yet; use --onnx for now")
+
+    def __init__(self, classifier, identity: str):
+        self.classifier = classifier
+        self.name = classifier.name
+        self.num_classes = classifier.num_classes
+        self.identity = identity
+
+    def __repr__(self) -> str:
+        return f"ClassifierPredictor({self.classifier!r})"
+
+    def predict_logits(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[str | None]]:
+        """``N`` JPEGs -> ``(float32 (N, num_classes), errors)``; failed rows are NaN."""
+        logits, errors, _ = self.classifier.predict_logits(list(jpegs))
+        return logits, [None if e is None else str(e) for e in errors]
+
+
+def make_predictor(name: str, weights: str | os.PathLike | None, *, threads: int | None = None,
+                   batch_size: int = 64, device: str = "cpu") -> Predictor:
+    """A :class:`Predictor` for registered model ``name`` with local ``weights``.
+
+    DCT models read coefficients (centre crop on block boundaries; images smaller than the
+    crop are resized and re-encoded first, see :class:`dctnet.Classifier`); RGB models get
+    the standard resize-256 / centre-crop-224 preprocessing with their own mean and std.
+    ``weights=None`` evaluates an untrained model (only meaningful for tests).
+    """
+    from ..classify import Classifier
+
+    clf = Classifier(name, weights=weights, threads=threads, batch_size=batch_size, device=device)
+    digest = _sha256(os.fspath(weights)) if weights is not None else "untrained"
+    layout = clf.layout.to_dict() if clf.kind == "dct" else repr(clf.preprocess)
+    return ClassifierPredictor(clf, identity=f"torch:{name}:{digest}:{layout}")

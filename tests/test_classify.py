@@ -1,0 +1,191 @@
+"""The inference API (dctnet.Classifier), `dctnet predict` and `dctnet bench throughput`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import dctnet
+from dctnet.classify import Classifier, Prediction, load_labels
+from dctnet.models import create_model
+
+from jpeg_fixtures import ONNX_MODEL, SAMPLE_DIR
+
+LABELS10 = [f"class{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def files(photos):
+    # Two large photos, one smaller than 224 on one side (250x206), one gray.
+    names = ["n01440764_tench", "n02090721_Irish_wolfhound", "n01530575_brambling"]
+    picked = [SAMPLE_DIR / f"{n}.JPEG" for n in names]
+    gray = [p for p in photos if dctnet.read_header(p).colorspace == "gray"]
+    return [str(p) for p in picked + gray[:1]]
+
+
+@pytest.fixture(scope="module")
+def dct_classifier():
+    torch.manual_seed(0)
+    model = create_model("resnet50_dct_fbs4", num_classes=10)
+    return Classifier(model, labels=LABELS10, batch_size=2, threads=2)
+
+
+def test_onnx_classifier_on_real_photos(files):
+    clf = Classifier(str(ONNX_MODEL), batch_size=2)
+    preds = clf.predict(files, topk=5)
+    assert [p.source for p in preds] == files
+    for p in preds:
+        assert isinstance(p, Prediction) and p.error is None and p.path == "onnx"
+        assert len(p) == 5
+        probs = [prob for _, _, prob in p]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-9
+        assert all(clf.class_names[i] == name for i, name, _ in p)
+    # The tench photo is a known top-5 hit for this model.
+    assert 0 in [i for i, _, _ in preds[0]]
+    full = clf.predict(files[:1], topk=1000)[0]
+    assert abs(sum(prob for _, _, prob in full) - 1.0) < 1e-6
+
+
+def test_dct_classifier_paths_and_shapes(dct_classifier, files):
+    preds = dct_classifier.predict(files, topk=3)
+    by_name = {p.source.rsplit("/", 1)[-1]: p for p in preds}
+    assert by_name["n02090721_Irish_wolfhound.JPEG"].path == "dct-resized"  # 250x206 < 224 crop
+    assert by_name["n01440764_tench.JPEG"].path == "dct"
+    for p in preds:
+        assert p.error is None and len(p) == 3 and all(name in LABELS10 for _, name, _ in p)
+    logits, errors, paths = dct_classifier.predict_logits(files)
+    assert logits.shape == (len(files), 10) and logits.dtype == np.float32 and not np.isnan(logits).any()
+    # The same images given as bytes or as DCTImages (large enough) give the same logits.
+    data = [Path(f).read_bytes() for f in files]
+    logits_bytes, _, _ = dct_classifier.predict_logits(data)
+    np.testing.assert_allclose(logits_bytes, logits, rtol=1e-5, atol=1e-5)
+    img = dctnet.read_dct(files[0])
+    np.testing.assert_allclose(dct_classifier.predict_logits([img])[0][0], logits[0], rtol=1e-5, atol=1e-5)
+
+
+def test_dct_classifier_matches_manual_pipeline(dct_classifier, files):
+    """Classifier = read + centre crop + to_tensor + model, nothing else."""
+    from dctnet.ops import to_tensor
+
+    img = dctnet.read_dct(files[0])
+    x = to_tensor([img], dct_classifier.layout, crop="center", size=224, backend="torch")
+    with torch.no_grad():
+        expected = dct_classifier.model(x).numpy()
+    got = dct_classifier.predict_logits([files[0]])[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_small_dctimage_cannot_take_the_fallback(dct_classifier, files):
+    small = dctnet.read_dct(files[1])
+    pred = dct_classifier.predict([small])[0]
+    assert pred.error is not None and "smaller than the model's 224x224 crop" in str(pred.error)
+
+
+def test_bad_files_are_reported_per_item(dct_classifier, files, tmp_path):
+    missing = str(tmp_path / "missing.jpg")
+    srcs = [files[0], b"not a jpeg", missing, Path(files[0]).read_bytes()[:1000], files[2]]
+    preds = dct_classifier.predict(srcs, topk=2)
+    assert preds[0].error is None and preds[4].error is None
+    assert isinstance(preds[1].error, dctnet.JPEGError) and preds[1].source == "<bytes #1>"
+    assert "<bytes #1>" in str(preds[1].error) and "Not a JPEG" in str(preds[1].error)
+    assert isinstance(preds[2].error, FileNotFoundError)
+    assert isinstance(preds[3].error, dctnet.JPEGError) and "<bytes #3>" in str(preds[3].error)
+    assert all(len(p) == 0 and p.path is None for p in preds[1:4])
+    # Order and results of the good ones do not depend on the bad ones.
+    alone = dct_classifier.predict([files[0], files[2]], topk=2)
+    for a, b in zip(alone, [preds[0], preds[4]]):
+        assert [c for c, _, _ in a] == [c for c, _, _ in b]
+        np.testing.assert_allclose([p for _, _, p in a], [p for _, _, p in b], rtol=1e-3, atol=1e-6)
+
+
+def test_rgb_classifier(files):
+    torch.manual_seed(0)
+    clf = Classifier(create_model("resnet18", num_classes=10), labels=LABELS10, batch_size=3)
+    assert clf.kind == "rgb" and clf.preprocess.crop == 224 and clf.preprocess.resize == 256
+    preds = clf.predict(files + [b"junk"], topk=2)
+    assert all(p.path == "rgb" for p in preds[:-1]) and preds[-1].error is not None
+
+
+def test_arguments_are_checked(files):
+    with pytest.raises(ValueError, match="batch_size"):
+        Classifier(str(ONNX_MODEL), batch_size=0)
+    with pytest.raises(ValueError, match="ONNX classifiers run with onnxruntime on CPU"):
+        Classifier(str(ONNX_MODEL), dtype=torch.float16)
+    with pytest.raises(KeyError, match="unknown model"):
+        Classifier("resnet50_dtc")
+    with pytest.raises(ValueError, match="3 class names for a model with 10 outputs"):
+        load_labels(["a", "b", "c"], 10)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            Classifier("resnet18", device="cuda")
+    clf = Classifier(str(ONNX_MODEL))
+    with pytest.raises(ValueError, match="topk"):
+        clf.predict(files[:1], topk=0)
+
+
+def test_untrained_registry_model_is_flagged():
+    clf = Classifier("resnet50_dct_fbs2")
+    assert clf.kind == "dct" and clf.trained is False and len(clf.class_names) == 1000
+
+
+def test_predict_cli_json(files, tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    cmd = [sys.executable, "-m", "dctnet", "predict", files[0], files[2], str(tmp_path / "bad.jpg"),
+           "--onnx", str(ONNX_MODEL), "--topk", "3", "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr  # one bad file
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["file"] for r in rows] == [files[0], files[2], str(tmp_path / "bad.jpg")]
+    mnv2 = rows[0]["models"]["mobilenetv2-12-int8"]
+    assert mnv2["path"] == "onnx" and len(mnv2["topk"]) == 3 and mnv2["error"] is None
+    assert rows[2]["models"]["mobilenetv2-12-int8"]["error"]
+    assert "top-1" in res.stderr and "1 of 3 files failed" in res.stderr
+
+
+def test_predict_cli_says_untrained(files):
+    res = subprocess.run([sys.executable, "-m", "dctnet", "predict", files[0], "--model", "resnet50_dct_fbs2",
+                          "--topk", "1"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "no weights (random initialisation)" in res.stderr
+    assert "(untrained)" in res.stdout
+
+
+def test_bench_throughput_report(files):
+    from dctnet.bench.throughput import markdown_table, run_throughput
+
+    jpegs = [Path(f).read_bytes() for f in files]
+    result = run_throughput(["resnet50_dct_fbs2", f"onnx:{ONNX_MODEL}"], jpegs, batches=[2], repeats=1, warmup=0,
+                            progress=False, settings={"test": True})
+    assert result["header"]["versions"]["torch"] == torch.__version__
+    assert result["header"]["settings"] == {"test": True}
+    rows = result["rows"]
+    assert [r["kind"] for r in rows] == ["dct", "onnx"]
+    dct = rows[0]
+    assert dct["gmacs"] == pytest.approx(create_model_macs("resnet50_dct_fbs2"), rel=1e-6)
+    for key in ("prepare", "model_forward", "end_to_end"):
+        assert dct[key]["median"] > 0 and dct[key]["min"] <= dct[key]["median"] <= dct[key]["max"]
+    table = markdown_table(result)
+    assert "| resnet50_dct_fbs2 | dct | 2 | no |" in table and "mobilenetv2-12-int8" in table
+
+
+def create_model_macs(name: str) -> float:
+    from dctnet.models import model_complexity
+
+    return model_complexity(name, 224).gmacs
+
+
+def test_eval_runs_registered_models_through_the_classifier(tmp_path, files):
+    from dctnet.evaluate.predictors import make_predictor
+
+    pred = make_predictor("resnet50_dct_fbs2", None, threads=2, batch_size=4)
+    jpegs = [Path(f).read_bytes() for f in files[:2]] + [b"junk"]
+    logits, errors = pred.predict_logits(jpegs)
+    assert logits.shape == (3, 1000) and np.isnan(logits[2]).all() and not np.isnan(logits[:2]).any()
+    assert errors[0] is None and "Not a JPEG" in errors[2]
+    assert pred.identity.startswith("torch:resnet50_dct_fbs2:untrained")
