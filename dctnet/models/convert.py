@@ -549,7 +549,9 @@ def stem_macs(layout: DCTLayout | int, image_size: int = 224, out_channels: int 
     deconv = (ncb + ncr) * 16 * c16 * (hb // 2) ** 2
     idct = (ncb + ncr) * 64 * (hb // 2) ** 2
     ho = image_size // 2
-    border = out_channels * 3 * 49 * (2 * 2 * ho + 2 * 2 * (ho - 4))
+    # colour conversion of the chroma difference frame (2 -> 3 channels over (H+2) x (W+2))
+    # and the four strip convolutions
+    border = 2 * 3 * (image_size + 2) ** 2 + out_channels * 3 * 49 * (2 * 2 * ho + 2 * 2 * (ho - 4))
     rgb = out_channels * 3 * 49 * ho * ho
     return {"conv_y": conv_y, "deconv_c": deconv, "chroma_idct": idct, "border": border,
             "total": conv_y + deconv + idct + border, "rgb_conv1": rgb}
