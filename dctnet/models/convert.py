@@ -411,10 +411,10 @@ class ConvertedFirstLayer(_ChromaDecoder):
 
     def constant_map(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         """``(C, h/2, w/2)``: conv1's response to the mid-grey image of ``h x w`` pixels (zero
-        padded outside) plus the folded bias. Cached per size."""
+        padded outside). Cached per size."""
         if like.is_meta or self.const_taps.is_meta:
             return torch.zeros(self.out_channels, h // 2, w // 2, device=like.device, dtype=like.dtype)
-        key = (h, w, like.device, like.dtype, self.const_taps._version, self.bias._version)
+        key = (h, w, like.device, like.dtype, self.const_taps._version)
         hit = self._const_cache.get(key)
         if hit is not None:
             return hit
@@ -425,14 +425,14 @@ class ConvertedFirstLayer(_ChromaDecoder):
             return ((p >= 0) & (p < n)).astype(np.float64)
 
         cmap = np.einsum("okl,yk,xl->oyx", taps, inside(h), inside(w))
-        cmap += self.bias.detach().double().cpu().numpy()[:, None, None]
         out = torch.from_numpy(cmap).to(device=like.device, dtype=like.dtype)
         self._const_cache[key] = out
         return out
 
-    def border_term(self, cbcr: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """The exact correction on the output frame (2 rows/columns on each side), added to
-        the translation-invariant part: ``(B, C, h/2, w/2)``, zero inside the frame."""
+    def border_term(self, cbcr: torch.Tensor, h: int, w: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The exact correction on the output frame (2 rows/columns on each side) that turns
+        the translation-invariant part into ``bn1(conv1(decode(.)))``: added into ``out``
+        (``(B, C, h/2, w/2)``) if given, else returned as a tensor that is zero off the frame."""
         cb, cr = self.chroma(cbcr)
         s = torch.cat([cb, cr], 1)                                        # (B, 2, h/2, w/2) centred
         exact = F.pad(fancy_upsample2x(s, "replicate"), (1, 1, 1, 1))    # pixels -1..h, zero outside
@@ -441,21 +441,26 @@ class ConvertedFirstLayer(_ChromaDecoder):
         dp = F.pad(rgb, (2, 2, 2, 2))                                     # index i <-> pixel i - 3
         wt = self.frame_weight.to(dp.dtype)
         ho, wo = h // 2, w // 2
-        out = torch.zeros(cbcr.shape[0], self.out_channels, ho, wo, device=cbcr.device, dtype=cbcr.dtype)
-        out[:, :, :2] = F.conv2d(dp[:, :, 0:9], wt, stride=2)
-        out[:, :, ho - 2:] = F.conv2d(dp[:, :, 2 * ho - 4:2 * ho + 5], wt, stride=2)
-        out[:, :, 2:ho - 2, :2] = F.conv2d(dp[:, :, 4:2 * ho + 1, 0:9], wt, stride=2)
-        out[:, :, 2:ho - 2, wo - 2:] = F.conv2d(dp[:, :, 4:2 * ho + 1, 2 * wo - 4:2 * wo + 5], wt, stride=2)
+        if out is None:
+            out = torch.zeros(cbcr.shape[0], self.out_channels, ho, wo, device=cbcr.device, dtype=cbcr.dtype)
+        out[:, :, :2] += F.conv2d(dp[:, :, 0:9], wt, stride=2)
+        out[:, :, ho - 2:] += F.conv2d(dp[:, :, 2 * ho - 4:2 * ho + 5], wt, stride=2)
+        out[:, :, 2:ho - 2, :2] += F.conv2d(dp[:, :, 4:2 * ho + 1, 0:9], wt, stride=2)
+        out[:, :, 2:ho - 2, wo - 2:] += F.conv2d(dp[:, :, 4:2 * ho + 1, 2 * wo - 4:2 * wo + 5], wt, stride=2)
         return out
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
         y, cbcr = _split(y, cbcr)
         _check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
-        if y.shape[2] % 2 or y.shape[3] % 2 or y.shape[2] < 2 or y.shape[3] < 2:
-            raise ValueError(f"the y block grid {tuple(y.shape[2:])} must be even (whole 4:2:0 macroblocks)")
+        if y.shape[2] < 2 or y.shape[3] < 2:
+            raise ValueError(f"the y block grid {tuple(y.shape[2:])} is too small (at least one 16x16 macroblock)")
         h, w = 8 * y.shape[2], 8 * y.shape[3]
-        z = F.pixel_shuffle(self.conv_y(y) + self.deconv_c(cbcr), 4)
-        return z + self.constant_map(h, w, z) + self.border_term(cbcr, h, w)
+        z = self.conv_y(y)
+        z = z + self.deconv_c(cbcr) if torch.is_grad_enabled() else z.add_(self.deconv_c(cbcr))
+        z = F.pixel_shuffle(z, 4)
+        z += self.constant_map(h, w, z)
+        z += self.bias.view(1, -1, 1, 1).to(z.dtype)
+        return self.border_term(cbcr, h, w, out=z)
 
 
 class ConvertedStem(nn.Module):
