@@ -429,24 +429,81 @@ class ConvertedFirstLayer(_ChromaDecoder):
         self._const_cache[key] = out
         return out
 
+    def _edge_samples(self, cbcr: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Chroma samples on the plane's border, centred, Cb and Cr stacked on dim 1:
+        first and last sample rows ``(B, 2, w2)``, first and last sample columns ``(B, 2, h2)``."""
+        out = []
+        for part, basis in ((cbcr[:, :self.ncb], self.basis_cb), (cbcr[:, self.ncb:], self.basis_cr)):
+            pat = basis.to(part.dtype).reshape(8, 8, -1)                  # (y, x, k)
+            b, _, hc, wc = part.shape
+            top = torch.einsum("bkw,xk->bwx", part[:, :, 0], pat[0]).reshape(b, 8 * wc)
+            bottom = torch.einsum("bkw,xk->bwx", part[:, :, -1], pat[7]).reshape(b, 8 * wc)
+            left = torch.einsum("bkh,yk->bhy", part[:, :, :, 0], pat[:, 0]).reshape(b, 8 * hc)
+            right = torch.einsum("bkh,yk->bhy", part[:, :, :, -1], pat[:, 7]).reshape(b, 8 * hc)
+            out.append((top, bottom, left, right))
+        return tuple(torch.stack([cb, cr], 1) for cb, cr in zip(*out))
+
     def border_term(self, cbcr: torch.Tensor, h: int, w: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """The exact correction on the output frame (2 rows/columns on each side) that turns
         the translation-invariant part into ``bn1(conv1(decode(.)))``: added into ``out``
-        (``(B, C, h/2, w/2)``) if given, else returned as a tensor that is zero off the frame."""
-        cb, cr = self.chroma(cbcr)
-        s = torch.cat([cb, cr], 1)                                        # (B, 2, h/2, w/2) centred
-        exact = F.pad(fancy_upsample2x(s, "replicate"), (1, 1, 1, 1))    # pixels -1..h, zero outside
-        diff = exact - fancy_upsample2x(s, "zero")                        # nonzero on the frame only
-        rgb = torch.einsum("bkhw,kr->brhw", diff, self.chroma_to_rgb.to(diff.dtype))
-        dp = F.pad(rgb, (2, 2, 2, 2))                                     # index i <-> pixel i - 3
-        wt = self.frame_weight.to(dp.dtype)
+        (``(B, C, h/2, w/2)``) if given, else returned as a tensor that is zero off the frame.
+
+        With S the chroma samples, the decoder's upsampling with replicated edges minus the
+        zero-edged one used by ``deconv_c`` is, per axis, +1/4 of the edge sample on the edge
+        pixel and -1/4 of it on the pixel just outside; in 2-D that is a frame of pixels
+        {-1, 0, h-1, h} x {-1, 0, w-1, w}, built here from the border samples only and put
+        through conv1 on the four output strips it reaches.
+        """
+        top, bottom, left, right = self._edge_samples(cbcr)
+        bsz = cbcr.shape[0]
+
+        def up_zero(line):      # (B, 2, n) -> (B, 2, 2n + 2): pixels -1 .. 2n, zero samples outside
+            return _tri_axis(F.pad(line, (1, 1)), 2)
+
+        def up_rep(line):       # (B, 2, n) -> (B, 2, 2n): the decoder's, edges replicated
+            return _tri_axis(F.pad(line, (1, 1), mode="replicate"), 2)[:, :, 1:-1]
+
+        col0, col1 = up_rep(left), up_rep(right)                          # (B, 2, h): vertical upsampling
+        q = 0.25
+        # Top strip: pixel rows -3..5, columns -3..w+2 (index = pixel + 3).
+        strip_t = cbcr.new_zeros(bsz, 2, 9, w + 6)
+        row = up_zero(top)                                                # columns -1..w
+        strip_t[:, :, 2, 2:w + 4] -= q * row                              # pixel row -1
+        strip_t[:, :, 3, 2:w + 4] += q * row                              # pixel row 0
+        # Bottom strip: pixel rows h-7..h+1.
+        strip_b = cbcr.new_zeros(bsz, 2, 9, w + 6)
+        row = up_zero(bottom)
+        strip_b[:, :, 6, 2:w + 4] += q * row                              # pixel row h-1
+        strip_b[:, :, 7, 2:w + 4] -= q * row                              # pixel row h
+        # Columns -1, 0, w-1, w from the horizontal edges (rows 0..h-1 only: zero outside).
+        for strip, rows in ((strip_t, slice(0, 6)), (strip_b, slice(h - 7, h))):
+            r0 = 3 if strip is strip_t else 0
+            n = rows.stop - rows.start
+            strip[:, :, r0:r0 + n, 2] -= q * col0[:, :, rows]
+            strip[:, :, r0:r0 + n, 3] += q * col0[:, :, rows]
+            strip[:, :, r0:r0 + n, w + 2] += q * col1[:, :, rows]
+            strip[:, :, r0:r0 + n, w + 3] -= q * col1[:, :, rows]
+        # Left and right strips: pixel rows 1..h-3, columns -3..5 and w-7..w+1.
+        strip_l = cbcr.new_zeros(bsz, 2, h - 3, 9)
+        strip_l[:, :, :, 2] -= q * col0[:, :, 1:h - 2]
+        strip_l[:, :, :, 3] += q * col0[:, :, 1:h - 2]
+        strip_r = cbcr.new_zeros(bsz, 2, h - 3, 9)
+        strip_r[:, :, :, 6] += q * col1[:, :, 1:h - 2]
+        strip_r[:, :, :, 7] -= q * col1[:, :, 1:h - 2]
+
         ho, wo = h // 2, w // 2
         if out is None:
-            out = torch.zeros(cbcr.shape[0], self.out_channels, ho, wo, device=cbcr.device, dtype=cbcr.dtype)
-        out[:, :, :2] += F.conv2d(dp[:, :, 0:9], wt, stride=2)
-        out[:, :, ho - 2:] += F.conv2d(dp[:, :, 2 * ho - 4:2 * ho + 5], wt, stride=2)
-        out[:, :, 2:ho - 2, :2] += F.conv2d(dp[:, :, 4:2 * ho + 1, 0:9], wt, stride=2)
-        out[:, :, 2:ho - 2, wo - 2:] += F.conv2d(dp[:, :, 4:2 * ho + 1, 2 * wo - 4:2 * wo + 5], wt, stride=2)
+            out = torch.zeros(bsz, self.out_channels, ho, wo, device=cbcr.device, dtype=cbcr.dtype)
+        m = self.chroma_to_rgb.to(cbcr.dtype)
+        wt = self.frame_weight.to(cbcr.dtype)
+
+        def conv(strip):
+            return F.conv2d(torch.einsum("bkhw,kr->brhw", strip, m), wt, stride=2)
+
+        out[:, :, :2] += conv(strip_t)
+        out[:, :, ho - 2:] += conv(strip_b)
+        out[:, :, 2:ho - 2, :2] += conv(strip_l)
+        out[:, :, 2:ho - 2, wo - 2:] += conv(strip_r)
         return out
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
@@ -540,10 +597,9 @@ def resnet_from_rgb(base: str = "resnet50", bands=64, num_classes: int = 1000, *
 def stem_macs(layout: DCTLayout | int, image_size: int = 224, out_channels: int = 64) -> dict[str, int]:
     """Multiply-accumulates of the converted first layer for one ``image_size`` image.
 
-    ``{"conv_y", "deconv_c", "border", "chroma_idct", "total", "rgb_conv1"}``: the Y conv and
-    the chroma transposed conv (dense, as torch runs them), the border term (the chroma
-    IDCT of the frame computation and the four strip convolutions), and for comparison
-    the RGB ``conv1`` they replace.
+    ``{"conv_y", "deconv_c", "border", "total", "rgb_conv1"}``: the Y conv and the chroma
+    transposed conv (dense, as torch runs them), the border term, and for comparison the RGB
+    ``conv1`` they replace (square images).
     """
     if isinstance(layout, (int, np.integer)):
         layout = converted_layout(int(layout))
@@ -552,14 +608,16 @@ def stem_macs(layout: DCTLayout | int, image_size: int = 224, out_channels: int 
     c16 = 16 * out_channels
     conv_y = ny * 9 * c16 * hb * hb
     deconv = (ncb + ncr) * 16 * c16 * (hb // 2) ** 2
-    idct = (ncb + ncr) * 64 * (hb // 2) ** 2
-    ho = image_size // 2
-    # colour conversion of the chroma difference frame (2 -> 3 channels over (H+2) x (W+2))
-    # and the four strip convolutions
-    border = 2 * 3 * (image_size + 2) ** 2 + out_channels * 3 * 49 * (2 * 2 * ho + 2 * 2 * (ho - 4))
+    # border term: the border samples (one row/column of every edge chroma block), their
+    # colour conversion on the four 9-pixel-wide strips, and conv1 on the strips
+    px, ho = image_size, image_size // 2
+    edge = (ncb + ncr) * 8 * 2 * 2 * (hb // 2)
+    colour = 2 * 3 * 9 * (2 * (px + 6) + 2 * (px - 3))
+    strips = out_channels * 3 * 49 * (2 * 2 * ho + 2 * 2 * (ho - 4))
+    border = edge + colour + strips
     rgb = out_channels * 3 * 49 * ho * ho
-    return {"conv_y": conv_y, "deconv_c": deconv, "chroma_idct": idct, "border": border,
-            "total": conv_y + deconv + idct + border, "rgb_conv1": rgb}
+    return {"conv_y": conv_y, "deconv_c": deconv, "border": border, "total": conv_y + deconv + border,
+            "rgb_conv1": rgb}
 
 
 def prepare_jpeg(data: bytes, *, resize: int = 256, crop: int = 224, quality: int | None = None,
