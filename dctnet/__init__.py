@@ -1,8 +1,16 @@
 """dctnet: image classification straight from JPEG DCT coefficients.
 
 Public API (see README.md):
-    read_dct, read_dct_batch, read_header, DCTImage, JPEGError, estimate_quality  (dctnet.codec)
+
+* reading (``dctnet.codec``; imports only NumPy): ``read_dct``, ``read_dct_batch``,
+  ``read_header``, ``DCTImage``, ``JPEGHeader``, ``JPEGError``, ``JPEGWarning``,
+  ``estimate_quality``;
+* loaded on first use (they import torch): ``Classifier``, ``Prediction``
+  (``dctnet.classify``); ``DCTLayout``, ``to_tensor``, ``align_blocks``, ``compute_stats``
+  (``dctnet.ops``); ``create_model``, ``list_models`` (``dctnet.models``).
 """
+
+from importlib import import_module
 
 from .codec import (
     DCTImage,
@@ -17,6 +25,17 @@ from .codec import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Classifier": "dctnet.classify",
+    "Prediction": "dctnet.classify",
+    "DCTLayout": "dctnet.ops",
+    "to_tensor": "dctnet.ops",
+    "align_blocks": "dctnet.ops",
+    "compute_stats": "dctnet.ops",
+    "create_model": "dctnet.models",
+    "list_models": "dctnet.models",
+}
+
 __all__ = [
     "DCTImage",
     "JPEGError",
@@ -26,4 +45,17 @@ __all__ = [
     "read_dct",
     "read_dct_batch",
     "read_header",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dctnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

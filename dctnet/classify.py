@@ -261,7 +261,9 @@ class Classifier:
             if ready:
                 from .ops import to_tensor
 
-                x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend)
+                # On CUDA the rearrangement runs on the GPU (Triton) from the int16 blocks.
+                x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend,
+                              device=self.device)
         for i, e in enumerate(errors):  # name byte inputs by their position in the request
             if isinstance(e, JPEGError) and e.source.startswith("<bytes"):
                 errors[i] = JPEGError(f"<bytes #{offset + i}>", e.reason)

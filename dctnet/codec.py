@@ -136,7 +136,7 @@ class DCTImage(_JPEGProperties):
                 f"{self.coding}, blocks={list(self.block_shapes)})")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class JPEGHeader(_JPEGProperties):
     """What :func:`read_header` returns: a :class:`DCTImage` without its coefficients."""
 
@@ -150,6 +150,10 @@ class JPEGHeader(_JPEGProperties):
     arithmetic: bool = False
     restart_interval: int = 0
     source: str = "<bytes>"
+
+    def __repr__(self) -> str:
+        return (f"JPEGHeader({self.source!r}, {self.width}x{self.height}, {self.colorspace} {self.subsampling}, "
+                f"{self.coding}, blocks={list(self.block_shapes)})")
 
 
 def subsampling_label(sampling: Sequence[tuple[int, int]]) -> str:

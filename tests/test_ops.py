@@ -168,6 +168,22 @@ def test_downsampled_chroma_lands_near_libjpeg_420(files, name):
         assert ((a - r).pow(2).mean() / r.pow(2).mean()).sqrt() < 0.07
 
 
+@pytest.mark.parametrize("name", ["odd_444", "odd_422", "odd_440", "odd_411"])
+def test_real_files_match_pixel_domain(files, name):
+    """Real 225x223 files of every sampling: DCT-domain alignment == float64 pixel path."""
+    img = dctnet.read_dct(files[name])
+    bb = align_blocks([img], DCTLayout("late_concat", 64), flip=True)
+    (hy, vy), (hc, vc) = img.sampling[0], img.sampling[1]
+    factor = {1: -2, 2: 1, 4: 2}
+    for c, got in ((1, bb.cb), (2, bb.cr)):
+        px = spec_idct(img.planes[c].astype(np.float64) * img.qtables[c])
+        px = pixel_resample(pixel_resample(px, 0, factor[vy // vc]), 1, factor[hy // hc])
+        ref = spec_fdct(px[:112, :112][:, ::-1])
+        out = got[0].double().numpy() * bb.qsteps[0, c].double().numpy()
+        assert out.shape == ref.shape == (14, 14, 64)
+        assert np.abs(out - ref).max() <= 1e-3 * np.abs(ref).max()
+
+
 def test_odd_block_counts_geometry(files):
     """225x223 4:2:0: Y 29x28 blocks, chroma 15x14 -> the layout's grid is Y 28x28, chroma 14x14."""
     img = dctnet.read_dct(files["odd_420"])
@@ -399,3 +415,14 @@ def test_block_batch_contract(mixed_batch):
     x = blocks_to_tensor_torch(bb, DCTLayout("upsampling", 64))
     assert torch.equal(x, to_tensor(mixed_batch, DCTLayout("upsampling", 64), crop="center", size=96,
                                     backend="torch"))
+
+
+def test_numba_backend_from_many_threads(mixed_batch):
+    """A thread-pool loader may call to_tensor concurrently (numba's workqueue layer would abort)."""
+    from concurrent.futures import ThreadPoolExecutor
+    layout = DCTLayout("upsampling", 6)
+    ref = to_tensor(mixed_batch, layout, crop="center", size=96, backend="torch")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: to_tensor(mixed_batch, layout, crop="center", size=96, backend="numba"),
+                                range(8)))
+    assert all(torch.equal(r, ref) for r in results)

@@ -77,11 +77,23 @@ class GeometryPlan:
         return self.hb // 2, self.wb // 2
 
 
+_RATIO_CACHE: dict = {}
+
+
 def _check_image(img, index: int, layout: DCTLayout) -> tuple[int, int] | None:
     """Validate one image; return its Y-to-chroma ratios (rv, rh), or None for gray / y_only."""
     if not isinstance(img, DCTImage):
         raise TypeError(f"images[{index}] is {type(img).__name__}, not a DCTImage"
                         + (f" ({img})" if isinstance(img, BaseException) else ""))
+    key = (img.sampling, img.colorspace, layout.kind == "y_only")
+    if key in _RATIO_CACHE:                   # only valid samplings are cached
+        return _RATIO_CACHE[key]
+    ratio = _check_sampling(img, layout)
+    _RATIO_CACHE[key] = ratio
+    return ratio
+
+
+def _check_sampling(img: DCTImage, layout: DCTLayout) -> tuple[int, int] | None:
     ncomp = len(img.planes)
     if ncomp == 1:
         return None
@@ -203,20 +215,25 @@ def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop =
     row0 = np.zeros((b, 3), np.int64)
     col0 = np.zeros((b, 3), np.int64)
     row0[:, 0], col0[:, 0] = top, left
-    has_chroma = np.array([r is not None for r in ratios]) if layout.kind != "y_only" else \
+    colour = layout.kind != "y_only"
+    has_chroma = np.array([r is not None for r in ratios]) if colour else \
         np.array([len(img.planes) == 3 for img in images])
+    # chroma crop offsets in 4:2:0 blocks (used as is by 4:2:0 planes; resampled ones are cropped here)
+    row0[:, 1:] = (top // 2)[:, None]
+    col0[:, 1:] = (left // 2)[:, None]
+    if layout.dequantize:
+        used = [img.qtables if (colour and r is not None) else img.qtables[:1] for img, r in zip(images, ratios)]
+        ncomps = np.array([len(u) for u in used])
+        for n in set(ncomps.tolist()):
+            sel = np.nonzero(ncomps == n)[0]
+            qsteps[sel, :n] = np.stack([used[i] for i in sel])
     resampled = {}
     hc, wc = hb // 2, wb // 2
-    for i, (img, ratio) in enumerate(zip(images, ratios)):
-        ncomp = 1 if (layout.kind == "y_only" or ratio is None) else 3
-        if layout.dequantize:
-            qsteps[i, :ncomp] = img.qtables[:ncomp]
-        if ncomp == 1:
+    for i, ratio in enumerate(ratios):
+        if not colour or ratio is None or ratio == (2, 2):
             continue
-        ct, cl = int(top[i]) // 2, int(left[i]) // 2
-        if ratio == (2, 2):
-            row0[i, 1:], col0[i, 1:] = ct, cl
-            continue
+        img = images[i]
+        ct, cl = int(row0[i, 1]), int(col0[i, 1])
         rv, rh = ratio
         for c in (1, 2):
             q = img.qtables[c].astype(np.float64)
@@ -265,7 +282,8 @@ def blocks_from_plan(plan: GeometryPlan) -> BlockBatch:
 
 
 def align_blocks(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
-                 flip: Flip = False, generator: torch.Generator | None = None) -> BlockBatch:
+                 flip: Flip = False, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> BlockBatch:
     """Bring DCTImages to the layout's block geometry: crop, flip, chroma alignment (exact).
 
     Args:
@@ -280,10 +298,14 @@ def align_blocks(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = 
         flip: ``True``/``False`` for all images, a per-image bool sequence, or ``"random"``
             (each image with probability 1/2, drawn from ``generator``).
         generator: ``torch.Generator`` for random crops and flips.
+        device: move the batch there (e.g. ``"cuda"`` for the fused stem); default CPU.
 
     Returns:
-        :class:`BlockBatch` of CPU tensors: ``y int16 (B, Hb, Wb, 64)``; ``cb``, ``cr``
+        :class:`BlockBatch` (CPU tensors unless ``device``): ``y int16 (B, Hb, Wb, 64)``; ``cb``, ``cr``
         ``(B, Hb//2, Wb//2, 64)`` int16, or float32 if any image's chroma was resampled (None
         for ``y_only``); ``qsteps float32 (B, 3, 64)``; ``has_chroma bool (B,)``.
     """
-    return blocks_from_plan(plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator))
+    blocks = blocks_from_plan(plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator))
+    if device is not None and torch.device(device) != torch.device("cpu"):
+        blocks = BlockBatch(*(t.to(device, non_blocking=True) if t is not None else None for t in blocks))
+    return blocks

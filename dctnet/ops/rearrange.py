@@ -80,11 +80,11 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
     row_len = np.zeros((b, 3), np.int64)
     is_float = np.zeros((b, 3), np.bool_)
     keep = []                                 # contiguous copies must outlive the kernel call
+    resampled = plan.resampled
+    chroma = plan.has_chroma if ncomp == 3 else np.zeros(b, np.bool_)
     for i, img in enumerate(plan.images):
-        for c in range(ncomp):
-            if c > 0 and not plan.has_chroma[i]:
-                continue                      # address 0: zero chroma
-            plane = plan.resampled.get((i, c))
+        for c in range(3 if chroma[i] else 1):  # address 0 (chroma of gray images): zeros
+            plane = resampled.get((i, c)) if resampled else None
             if plane is not None:
                 is_float[i, c] = True
             else:
@@ -92,7 +92,7 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
                 if not plane.flags.c_contiguous:
                     plane = np.ascontiguousarray(plane)
                     keep.append(plane)
-            address[i, c] = plane.__array_interface__["data"][0]
+            address[i, c] = plane.ctypes.data
             row_len[i, c] = plane.shape[1]
     row0 = np.where(is_float, 0, plan.row0)
     col0 = np.where(is_float, 0, plan.col0)
@@ -176,7 +176,8 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
     else:
         from ._triton import blocks_to_tensor_triton
         blocks = blocks_from_plan(plan)
-        blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))
+        if dev.type != "cpu":
+            blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))
         blocks_to_tensor_triton(blocks, layout, outs)
     if out is not None:
         return out
