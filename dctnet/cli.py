@@ -21,6 +21,7 @@ COMMANDS = [
     "prepare",
     "train",
     "study",
+    "convert",
 ]
 
 

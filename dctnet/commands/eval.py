@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "same position")
     p.add_argument("--onnx", action="append", default=[], metavar="PATH", help="ONNX RGB classifier (repeatable), "
                    "preprocessed as ImageNet: resize 256 (Pillow bilinear), centre crop 224, mean/std")
+    p.add_argument("--onnx-dct", action="append", default=[], metavar="PATH:N,N,...",
+                   help="ONNX RGB classifier fed DCT coefficients through the exact decode path (issue 8), one "
+                   "row per band count N (n lowest zigzag bands per component), plus a PATH-prepared-rgb row: "
+                   "the same prepared JPEG (shorter side 256, 224 crop on 16-pixel boundaries, re-encoded at "
+                   "the version's quality) decoded by libjpeg-turbo (repeatable)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="results folder (reused: a rerun resumes and "
                    "recomputes nothing)")
     p.add_argument("--qf", type=_int_list, default=None, metavar="Q,Q,...",
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dctnet eval: give one --weights per --model (got {len(args.model)} models and "
               f"{len(args.weights)} weights)", file=sys.stderr)
         return 2
-    if not args.model and not args.onnx:
+    if not args.model and not args.onnx and not args.onnx_dct:
         print("dctnet eval: nothing to evaluate: give --onnx PATH and/or --model NAME --weights PATH",
               file=sys.stderr)
         return 2
@@ -75,6 +80,17 @@ def run(args: argparse.Namespace) -> int:
         dataset = open_dataset(args.data, classes=args.classes, labels=args.labels, limit=args.limit)
         predictors = [make_predictor(n, w, threads=threads) for n, w in zip(args.model, args.weights)]
         predictors += [OnnxPredictor(p, threads=threads) for p in args.onnx]
+        for spec in args.onnx_dct:
+            from ..models.onnx_frontend import OnnxDCTPredictor
+            path, sep, bands = spec.rpartition(":")
+            try:
+                ns = _int_list(bands) if sep else []
+            except argparse.ArgumentTypeError:
+                ns = []
+            if not path or not ns:
+                raise ValueError(f"--onnx-dct expects PATH:N[,N...] (e.g. model.onnx:64,32,16), got {spec!r}")
+            predictors.append(OnnxDCTPredictor(path, mode="rgb", threads=threads))
+            predictors += [OnnxDCTPredictor(path, n, threads=threads) for n in ns]
         confusion = None
         if args.confusion:
             model, sep, setting = args.confusion.rpartition(":")

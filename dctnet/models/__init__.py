@@ -10,7 +10,8 @@ from .flops import CONVENTION, Complexity, count_macs, count_params, model_compl
 from .registry import create_model, is_model, list_models, register_model
 from .resnet import InputConfig, ResNet
 from .resnet_dct import DCTResNet, init_from_rgb
+from .convert import DCTFrontEnd, converted_layout, from_rgb, stem_macs
 
-__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTResNet", "InputConfig", "ResNet", "count_macs", "count_params",
+__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTFrontEnd", "DCTResNet", "converted_layout", "from_rgb", "stem_macs", "InputConfig", "ResNet", "count_macs", "count_params",
            "create_model", "init_from_rgb", "is_model", "list_models", "load_checkpoint", "load_model", "load_weights",
            "model_complexity", "read_state_dict", "register_model", "save_checkpoint"]

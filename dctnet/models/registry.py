@@ -66,7 +66,8 @@ def create_model(name: str, *, num_classes: int = 1000, weights=None, init_from_
         weights: ``None`` or a path to a local file holding a plain state dict or a dctnet
             checkpoint (see ``dctnet.models.save_checkpoint``). Loaded with ``strict=True``;
             a checkpoint's layout (normalisation statistics), input normalisation and class
-            names are attached to the model.
+            names are attached to the model, and a checkpoint of this model supplies its
+            stored ``model_kwargs`` for options not given here.
         init_from_rgb: DCT models only: path to an RGB ResNet-50 state dict / checkpoint whose
             stages the DCT model shares are copied in (see ``init_from_rgb`` in
             ``dctnet.models.resnet_dct``).
@@ -79,6 +80,13 @@ def create_model(name: str, *, num_classes: int = 1000, weights=None, init_from_
     """
     builder = model_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if weights is not None:
+        # A dctnet checkpoint of this very model records the builder options it needs (e.g. the
+        # bands of a converted model): use them where the caller set nothing.
+        from .checkpoint import load_checkpoint
+        weights = load_checkpoint(weights)
+        if weights.model == name:
+            kwargs = {**weights.model_kwargs, **kwargs}
     model = builder(num_classes=num_classes, **kwargs)
     model.model_name = name
     if init_from_rgb is not None:
