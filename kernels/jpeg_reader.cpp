@@ -12,7 +12,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include <sys/stat.h>
 
@@ -21,11 +23,32 @@ extern "C" {
 #include <jerror.h>
 }
 
+// libjpeg declares this type but keeps its definition private to its memory manager. The
+// coefficient controller only ever sees it through the memory manager's methods, which we
+// replace (see install_array_hooks), so our own definition is the only one in use here: the
+// "virtual" block arrays of a jpeg_read_coefficients call live inside the output buffer the
+// caller receives, so entropy decoding writes straight into it (no second copy, no
+// image-sized allocation owned by libjpeg).
+struct jvirt_barray_control {
+  JBLOCKROW* rows;
+  JDIMENSION num_rows;
+};
+
 namespace dctnet {
 
 namespace {
 
 enum Phase { kPhaseIdle = 0, kPhaseHeader = 1, kPhaseCoefficients = 2 };
+
+// Where each component's coefficient array lives in the output buffer, planned from the
+// header before jpeg_read_coefficients asks for the arrays.
+struct ArrayPlan {
+  int requested;                               // arrays handed out so far
+  int num_components;
+  JBLOCKROW base[kMaxComponents];
+  JDIMENSION rows[kMaxComponents];             // height_in_blocks rounded up to v_samp
+  JDIMENSION cols[kMaxComponents];             // width_in_blocks rounded up to h_samp
+};
 
 struct ErrorManager {
   jpeg_error_mgr pub;
@@ -145,12 +168,41 @@ void on_progress(j_common_ptr cinfo) {
   }
 }
 
+void fail(j_common_ptr cinfo, int code) {
+  cinfo->err->msg_code = code;
+  (*cinfo->err->error_exit)(cinfo);
+}
+
+jvirt_barray_ptr request_block_array(j_common_ptr cinfo, int pool_id, boolean /*pre_zero*/,
+                                     JDIMENSION blocksperrow, JDIMENSION numrows, JDIMENSION /*maxaccess*/) {
+  // The buffer was zeroed when allocated, which is what pre_zero asks for.
+  auto* plan = static_cast<ArrayPlan*>(cinfo->client_data);
+  const int c = plan->requested;
+  if (c >= plan->num_components || blocksperrow != plan->cols[c] || numrows != plan->rows[c]) {
+    fail(cinfo, JERR_BAD_VIRTUAL_ACCESS);
+  }
+  plan->requested++;
+  auto* array = static_cast<jvirt_barray_ptr>(
+      (*cinfo->mem->alloc_small)(cinfo, pool_id, sizeof(jvirt_barray_control)));
+  array->rows = static_cast<JBLOCKROW*>((*cinfo->mem->alloc_small)(cinfo, pool_id, numrows * sizeof(JBLOCKROW)));
+  array->num_rows = numrows;
+  for (JDIMENSION r = 0; r < numrows; ++r) array->rows[r] = plan->base[c] + static_cast<size_t>(r) * blocksperrow;
+  return array;
+}
+
+JBLOCKARRAY access_block_array(j_common_ptr cinfo, jvirt_barray_ptr ptr, JDIMENSION start_row,
+                               JDIMENSION num_rows, boolean /*writable*/) {
+  if (start_row + num_rows > ptr->num_rows) fail(cinfo, JERR_BAD_VIRTUAL_ACCESS);
+  return ptr->rows + start_row;
+}
+
 }  // namespace
 
 struct Decompressor::State {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
   ProgressManager progress;
+  ArrayPlan plan;
   bool created;
 };
 
@@ -168,6 +220,10 @@ Decompressor::Decompressor() : state_(new State()) {
     return;  // creation failed (out of memory); read() reports it
   }
   jpeg_create_decompress(&s->cinfo);
+  // The memory manager outlives every image: replace its block-array methods once.
+  s->cinfo.mem->request_virt_barray = request_block_array;
+  s->cinfo.mem->access_virt_barray = access_block_array;
+  s->cinfo.client_data = &s->plan;
   s->progress.pub.progress_monitor = on_progress;
   s->progress.err = &s->err;
   s->created = true;
@@ -206,7 +262,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   if (setjmp(s->err.jump)) {
     // Every failure lands here: libjpeg's error_exit, a strict-mode corruption warning,
     // the scan limit, or a check below.
-    std::free(result->buffer);
+    release_buffer(result->buffer);
     result->buffer = nullptr;
     result->buffer_bytes = 0;
     jpeg_abort_decompress(cinfo);
@@ -257,29 +313,43 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
 
   const size_t qt_bytes = static_cast<size_t>(cinfo->num_components) * 64 * sizeof(uint16_t);
   size_t total_bytes = qt_bytes;
+  ArrayPlan* plan = &s->plan;
+  plan->requested = 0;
+  plan->num_components = options.header_only ? 0 : cinfo->num_components;
   if (!options.header_only) {
     for (int c = 0; c < cinfo->num_components; ++c) {
+      const jpeg_component_info* comp = &cinfo->comp_info[c];
+      // libjpeg's coefficient controller asks for arrays padded to whole MCUs.
+      plan->cols[c] = (comp->width_in_blocks + comp->h_samp_factor - 1) / comp->h_samp_factor * comp->h_samp_factor;
+      plan->rows[c] = (comp->height_in_blocks + comp->v_samp_factor - 1) / comp->v_samp_factor * comp->v_samp_factor;
+      total_bytes = (total_bytes + 63) & ~static_cast<size_t>(63);  // cache-line aligned planes
       result->plane_offset[c] = total_bytes;
-      total_bytes += static_cast<size_t>(result->width_in_blocks[c]) *
-                     result->height_in_blocks[c] * 64 * sizeof(JCOEF);
+      total_bytes += static_cast<size_t>(plan->cols[c]) * plan->rows[c] * sizeof(JBLOCK);
     }
   }
-  jvirt_barray_ptr* arrays = nullptr;
-  if (!options.header_only) {
-    cinfo->progress = &s->progress.pub;
-    s->err.phase = kPhaseCoefficients;
-    mark_scan_components(cinfo, &s->err);
-    arrays = jpeg_read_coefficients(cinfo);
-    cinfo->progress = nullptr;
-  }
-
-  result->buffer = std::malloc(total_bytes);
+  result->buffer = acquire_buffer(total_bytes);  // zeroed: blocks no scan reaches stay zero
   if (result->buffer == nullptr) {
     result->kind = kNoMemory;
     std::snprintf(result->message, kMessageSize, "out of memory allocating %zu bytes", total_bytes);
     longjmp(s->err.jump, 1);
   }
   result->buffer_bytes = total_bytes;
+  if (!options.header_only) {
+    for (int c = 0; c < cinfo->num_components; ++c) {
+      plan->base[c] = reinterpret_cast<JBLOCKROW>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
+    }
+    cinfo->progress = &s->progress.pub;
+    s->err.phase = kPhaseCoefficients;
+    mark_scan_components(cinfo, &s->err);
+    jpeg_read_coefficients(cinfo);
+    cinfo->progress = nullptr;
+    if (plan->requested != cinfo->num_components) {
+      result->kind = kInvalid;
+      std::snprintf(result->message, kMessageSize, "libjpeg requested %d coefficient arrays for %d components",
+                    plan->requested, cinfo->num_components);
+      longjmp(s->err.jump, 1);
+    }
+  }
 
   // Quantisation tables: the copy latched by the coefficient reader when available, else the
   // table slot the component names (header-only reads, components absent from all scans).
@@ -310,16 +380,14 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   }
 
   if (!options.header_only) {
+    // Drop the MCU padding: rows move down in place (destination never passes the source).
     for (int c = 0; c < cinfo->num_components; ++c) {
       const size_t wb = static_cast<size_t>(result->width_in_blocks[c]);
-      const int hb = result->height_in_blocks[c];
-      auto* dst = reinterpret_cast<JCOEF*>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
-      const size_t row_bytes = wb * sizeof(JBLOCK);
-      // The virtual array's rows may be padded to whole MCUs; copy only the real blocks.
-      for (int row = 0; row < hb; ++row) {
-        JBLOCKARRAY rows = (*cinfo->mem->access_virt_barray)(
-            reinterpret_cast<j_common_ptr>(cinfo), arrays[c], static_cast<JDIMENSION>(row), 1, FALSE);
-        std::memcpy(dst + static_cast<size_t>(row) * wb * 64, rows[0], row_bytes);
+      const size_t padded = plan->cols[c];
+      if (wb == padded) continue;
+      JBLOCKROW base = plan->base[c];
+      for (int row = 1; row < result->height_in_blocks[c]; ++row) {
+        std::memmove(base + row * wb, base + row * padded, wb * sizeof(JBLOCK));
       }
     }
     jpeg_finish_decompress(cinfo);
@@ -328,6 +396,74 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   }
   s->err.result = nullptr;
   s->err.phase = kPhaseIdle;
+}
+
+namespace {
+
+constexpr size_t kHeader = 64;                   // keeps the returned pointer 64-byte aligned
+constexpr size_t kPoolBytes = size_t(64) << 20;  // released memory kept for reuse, at most
+constexpr size_t kPoolEntries = 32;
+
+struct BufferPool {
+  std::mutex mutex;
+  std::vector<char*> free_list;  // raw allocations; capacity stored in their header
+  size_t bytes = 0;
+};
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool();  // never destroyed: buffers may outlive static teardown
+  return *p;
+}
+
+size_t capacity_of(char* raw) { return *reinterpret_cast<size_t*>(raw); }
+
+}  // namespace
+
+void* acquire_buffer(size_t bytes) {
+  BufferPool& p = pool();
+  char* raw = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    size_t best = SIZE_MAX;
+    size_t best_index = 0;
+    for (size_t i = 0; i < p.free_list.size(); ++i) {
+      const size_t cap = capacity_of(p.free_list[i]);
+      if (cap >= bytes && cap <= 4 * bytes + 4096 && cap < best) {
+        best = cap;
+        best_index = i;
+      }
+    }
+    if (best != SIZE_MAX) {
+      raw = p.free_list[best_index];
+      p.free_list[best_index] = p.free_list.back();
+      p.free_list.pop_back();
+      p.bytes -= best;
+    }
+  }
+  if (raw != nullptr) {
+    std::memset(raw + kHeader, 0, bytes);
+    return raw + kHeader;
+  }
+  raw = static_cast<char*>(std::calloc(1, bytes + kHeader));
+  if (raw == nullptr) return nullptr;
+  *reinterpret_cast<size_t*>(raw) = bytes;
+  return raw + kHeader;
+}
+
+void release_buffer(void* buffer) {
+  if (buffer == nullptr) return;
+  char* raw = static_cast<char*>(buffer) - kHeader;
+  const size_t cap = capacity_of(raw);
+  BufferPool& p = pool();
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    if (p.free_list.size() < kPoolEntries && p.bytes + cap <= kPoolBytes) {
+      p.free_list.push_back(raw);
+      p.bytes += cap;
+      return;
+    }
+  }
+  std::free(raw);
 }
 
 bool read_file(const char* path, uint8_t** data, size_t* size, ReadResult* result) {

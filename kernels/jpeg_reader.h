@@ -28,7 +28,8 @@ struct ReadOptions {
   int max_scans = 1000;           // progressive files with more scans are rejected
 };
 
-// Everything a read produces. `buffer` is one malloc'd block the caller takes ownership of:
+// Everything a read produces. `buffer` (from acquire_buffer) is one block the caller takes
+// ownership of and gives back with release_buffer:
 // the quantisation tables (uint16, ncomp x 64, natural order) at offset 0, then each
 // component's coefficients (int16, hb x wb x 64, natural order) at plane_offset[c] bytes.
 struct ReadResult {
@@ -72,6 +73,12 @@ class Decompressor {
   struct State;
   State* state_;
 };
+
+// Output buffers. Zeroed memory of at least `bytes` bytes, 64-byte aligned, taken from a small
+// process-wide pool of released buffers when one fits (re-zeroing warm memory is much cheaper
+// than faulting in fresh pages for every image). Thread safe. Release with release_buffer.
+void* acquire_buffer(size_t bytes);
+void release_buffer(void* buffer);
 
 // Reads a whole file into a malloc'd buffer. Returns false and fills result (kOsError or
 // kLimitError) on failure.

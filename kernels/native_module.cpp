@@ -84,7 +84,7 @@ nb::object to_python(ReadResult* r, bool header_only) {
   }
   void* buffer = r->buffer;
   r->buffer = nullptr;
-  nb::capsule owner(buffer, [](void* p) noexcept { std::free(p); });
+  nb::capsule owner(buffer, [](void* p) noexcept { dctnet::release_buffer(p); });
   const int ncomp = r->num_components;
   size_t qt_shape[2] = {static_cast<size_t>(ncomp), 64};
   nb::object qtables = nb::cast(nb::ndarray<nb::numpy, uint16_t, nb::ndim<2>>(buffer, 2, qt_shape, owner));
