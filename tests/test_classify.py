@@ -189,3 +189,15 @@ def test_eval_runs_registered_models_through_the_classifier(tmp_path, files):
     assert logits.shape == (3, 1000) and np.isnan(logits[2]).all() and not np.isnan(logits[:2]).any()
     assert errors[0] is None and "Not a JPEG" in errors[2]
     assert pred.identity.startswith("torch:resnet50_dct_fbs2:untrained")
+
+
+def test_demo_converted_rows(tmp_path, capsys, files):
+    import shutil
+
+    from dctnet.commands.demo import converted_rows
+
+    for f in files[:3]:
+        shutil.copy(f, tmp_path)
+    converted_rows(ONNX_MODEL, tmp_path, [16])
+    out = capsys.readouterr().out
+    assert "mobilenetv2-12-int8-dct16" in out and "on 3 labelled files" in out and "top-1" in out
