@@ -206,13 +206,13 @@ class Classifier:
         return out
 
     def _fits(self, img: DCTImage) -> bool:
-        from .ops import plan_geometry
+        """Whether the model's centre crop fits in the image (else the resize fallback).
 
-        try:
-            plan_geometry([img], self.layout, crop="center", size=self.image_size[0])
-        except ValueError:
-            return False
-        return True
+        Raises ``ValueError`` for images no layout can take (e.g. CMYK)."""
+        from .ops import usable_size
+
+        h, w = usable_size(img, self.layout)
+        return h >= self.image_size[0] and w >= self.image_size[1]
 
     def _resized(self, img: DCTImage, src: Source) -> DCTImage:
         """The documented fallback for images smaller than the crop."""
@@ -268,6 +268,9 @@ class Classifier:
                         img, path = self._resized(img, srcs[i]), "dct-resized"
                 except (JPEGError, OSError) as e:
                     errors[i] = e
+                    continue
+                except ValueError as e:  # e.g. CMYK: not convertible to the layout
+                    errors[i] = JPEGError(img.source, str(e).removeprefix(f"{img.source}: "))
                     continue
                 ready.append(img)
                 ok.append(i)

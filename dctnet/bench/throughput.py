@@ -91,7 +91,8 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
     """Measure one model at one batch size.
 
     Args:
-        spec: a registry name, or ``onnx:PATH`` for an ONNX classifier.
+        spec: a registry name, ``NAME@WEIGHTS`` (a registry name with a local checkpoint, e.g.
+            a converted model from ``dctnet convert``), or ``onnx:PATH`` for an ONNX classifier.
         jpegs: JPEG files (bytes) to cycle through.
         batch: images per forward pass.
         images_per_repeat: images per timed repeat of ``prepare`` and ``end_to_end``
@@ -102,8 +103,9 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
     if not jpegs:
         raise ValueError("no JPEG files to benchmark with")
     is_onnx = spec.startswith("onnx:")
-    clf = Classifier(spec[5:] if is_onnx else spec, device=device, dtype=dtype, batch_size=batch,
-                     compile=compile, threads=threads)
+    name, _, weights = (spec, "", "") if is_onnx else spec.partition("@")
+    clf = Classifier(spec[5:] if is_onnx else name, weights=weights or None, device=device, dtype=dtype,
+                     batch_size=batch, compile=compile, threads=threads)
     n = images_per_repeat or max(batch, 16)
     n = -(-n // batch) * batch
     reps = (list(jpegs) * (-(-n // len(jpegs))))[:n]
@@ -112,10 +114,15 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
 
     gmacs = params = None
     if not is_onnx:
-        from ..models import model_complexity
+        from ..models import count_macs, count_params
 
-        complexity = model_complexity(clf.name, clf.image_size[0])
-        gmacs, params = complexity.gmacs, complexity.mparams
+        # Counted on the model as built (a checkpoint may carry builder options): one forward
+        # pass on a zero image of the model's input size.
+        net = getattr(clf.model, "_orig_mod", clf.model)
+        h, w = clf.image_size
+        zeros = [torch.zeros(1, *shape, device=clf.device, dtype=clf.dtype) for shape in net.input_config.shapes_at(h, w)]
+        gmacs = count_macs(net, *zeros) / 1e9
+        params = count_params(net) / 1e6
 
     prepared = clf._prepare(first)
     if len(prepared.ok) != batch:

@@ -5,10 +5,10 @@ the DCT domain) + band selection + dequantisation + normalisation, with a torch 
 a numba CPU kernel and a Triton GPU kernel. ``compute_stats`` measures the normalisation.
 """
 
-from .align import align_blocks, plan_geometry
+from .align import align_blocks, plan_geometry, usable_size
 from .layout import ZIGZAG, BlockBatch, DCTLayout, zigzag_bands
 from .rearrange import BACKENDS, compute_stats, output_shapes, to_tensor
 from .reference import blocks_to_tensor_torch, normalisation
 
-__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "to_tensor",
+__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "usable_size", "to_tensor",
            "compute_stats", "output_shapes", "blocks_to_tensor_torch", "normalisation", "BACKENDS"]

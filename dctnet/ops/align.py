@@ -135,6 +135,17 @@ def _usable_grid(img: DCTImage, ratio, layout: DCTLayout) -> tuple[int, int]:
     return 2 * min(hy // 2, hc420), 2 * min(wy // 2, wc420)
 
 
+def usable_size(img: DCTImage, layout: DCTLayout) -> tuple[int, int]:
+    """``(height, width)`` in pixels of the largest area of ``img`` the layout's geometry can
+    use (what a centre or random crop must fit in). Cheap: header geometry only.
+
+    Raises ``ValueError`` naming the file when the image cannot be brought to the layout.
+    """
+    ratio = _check_image(img, 0, layout)
+    hb, wb = _usable_grid(img, ratio, layout)
+    return 8 * hb, 8 * wb
+
+
 def _pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)):
         size = (int(size), int(size))

@@ -68,16 +68,17 @@ def resample_axis(blocks: np.ndarray, axis: int, factor: int, start: int, stop: 
         src = np.take(blocks, np.arange(2 * start, 2 * stop), axis=axis)
         if axis == 0:
             src = src.reshape(stop - start, 2, *src.shape[1:])              # (h, j, W, v, u)
-            return np.einsum("hjwvu,jxv->hwxu", src, DOWN)
+            # optimize=True routes the contraction through BLAS (about 5x faster here).
+            return np.einsum("hjwvu,jxv->hwxu", src, DOWN, optimize=True)
         src = src.reshape(src.shape[0], stop - start, 2, 8, 8)              # (H, w, j, v, u)
-        return np.einsum("hwjvu,jxu->hwvx", src, DOWN)
+        return np.einsum("hwjvu,jxu->hwvx", src, DOWN, optimize=True)
     if factor == 2:
         first, last = start // 2, (stop + 1) // 2
         src = np.take(blocks, np.arange(first, last), axis=axis)
         if axis == 0:
-            up = np.einsum("hwvu,jxv->hjwxu", src, UP).reshape(2 * (last - first), *src.shape[1:])
+            up = np.einsum("hwvu,jxv->hjwxu", src, UP, optimize=True).reshape(2 * (last - first), *src.shape[1:])
         else:
-            up = np.einsum("hwvu,jxu->hwjvx", src, UP).reshape(src.shape[0], 2 * (last - first), 8, 8)
+            up = np.einsum("hwvu,jxu->hwjvx", src, UP, optimize=True).reshape(src.shape[0], 2 * (last - first), 8, 8)
         return np.take(up, np.arange(start - 2 * first, stop - 2 * first), axis=axis)
     raise ValueError(f"resampling factor must be -2, 1 or 2, not {factor}")
 
