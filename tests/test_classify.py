@@ -174,6 +174,21 @@ def test_bench_throughput_report(files):
     assert "| resnet50_dct_fbs2 | dct | 2 | no |" in table and "mobilenetv2-12-int8" in table
 
 
+def test_bench_throughput_with_checkpoint(files, tmp_path):
+    """NAME@WEIGHTS: a checkpoint whose builder options differ from the registry default."""
+    from dctnet.bench.throughput import bench_model
+    from dctnet.models import save_checkpoint
+
+    model = create_model("resnet50_dct_fbs2", num_classes=10)
+    path = tmp_path / "fbs2-10.pt"
+    save_checkpoint(path, model, class_names=LABELS10)
+    row = bench_model(f"resnet50_dct_fbs2@{path}", [Path(f).read_bytes() for f in files[:2]], batch=2, repeats=1,
+                      warmup=0, images_per_repeat=2)
+    assert row.model == "resnet50_dct_fbs2" and row.kind == "dct"
+    # 10 classes instead of 1000: the counted MACs are the checkpoint's model's.
+    assert row.gmacs == pytest.approx(create_model_macs("resnet50_dct_fbs2") - 2048 * 990 / 1e9, rel=1e-6)
+
+
 def create_model_macs(name: str) -> float:
     from dctnet.models import model_complexity
 
