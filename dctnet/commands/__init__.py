@@ -1,1 +1,11 @@
-"""Subcommands of `dctnet` (see dctnet/cli.py)."""
+"""Subcommands of `dctnet` (see dctnet/cli.py), and argument types they share."""
+
+import argparse
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated integers (``"100,90,80"``)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None

@@ -9,14 +9,11 @@ import argparse
 import os
 import sys
 
+from . import int_list
+
 HELP = "accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality (+ HRS/T1K/T5K/TTK selectors)"
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,10 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the version's quality) decoded by libjpeg-turbo (repeatable)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="results folder (reused: a rerun resumes and "
                    "recomputes nothing)")
-    p.add_argument("--qf", type=_int_list, default=None, metavar="Q,Q,...",
+    p.add_argument("--qf", type=int_list, default=None, metavar="Q,Q,...",
                    help="re-encoding qualities (default 100,90,80,70,60,50,40,30,20,10)")
     p.add_argument("--gray", action="store_true", help="also grayscale versions at every QF")
-    p.add_argument("--downscale", type=_int_list, default=[], metavar="F,F",
+    p.add_argument("--downscale", type=int_list, default=[], metavar="F,F",
                    help="also versions downscaled by these factors (2, 4, 8) at every QF")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
     p.add_argument("--threads", "-j", type=int, metavar="N",
@@ -84,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             from ..models.onnx_frontend import OnnxDCTPredictor
             path, sep, bands = spec.rpartition(":")
             try:
-                ns = _int_list(bands) if sep else []
+                ns = int_list(bands) if sep else []
             except argparse.ArgumentTypeError:
                 ns = []
             if not path or not ns:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import int_list
+
 HELP = ("resize the shorter side and re-encode every image of a tree as 4:2:0 JPEG at one or several "
         "qualities (the papers' preprocessing; parallel, resumable, progress bar)")
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dst", metavar="DST", help="output folder: mirrors SRC for one quality, DST/qf<Q>/ for several")
     p.add_argument("--short-side", "-s", type=int, default=256, metavar="PX",
                    help="shorter side after resizing, Pillow bilinear (default 256; 0 keeps the size)")
-    p.add_argument("--qf", "-q", type=_int_list, default=[90], metavar="Q[,Q...]",
+    p.add_argument("--qf", "-q", type=int_list, default=[90], metavar="Q[,Q...]",
                    help="JPEG quality or qualities (standard tables, 4:2:0; default 90)")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="parallel workers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from . import int_list
+
 HELP = ("CPU-sized study: make a procedural JPEG set, train small RGB / DCT / DCT+FBS (n=32,16,8) models, "
         "print `dctnet eval`'s per-QF accuracy table (about 10 minutes on 2 cores)")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-step", type=int, default=7, help="epochs between learning-rate steps (default 7)")
     p.add_argument("--workers", "-j", type=int, default=2, help="loader workers (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data set and the training")
-    p.add_argument("--qf", type=_int_list, default=(100, 90, 80, 70, 60, 50, 40, 30, 20, 10), metavar="Q,Q",
+    p.add_argument("--qf", type=int_list, default=(100, 90, 80, 70, 60, 50, 40, 30, 20, 10), metavar="Q,Q",
                    help="qualities to evaluate at (default 100,...,10)")
     p.add_argument("--plots", action="store_true", help="also write `dctnet eval`'s plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -43,7 +43,8 @@ class Predictor(Protocol):
         ...
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file (identities of weights and models in stored results)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -102,7 +103,7 @@ class OnnxPredictor:
             probe = np.zeros((1, 3, crop, crop), np.float32)
             classes = int(self.session.run([self.output_name], {self.input_name: probe})[0].shape[1])
         self.num_classes = int(classes)
-        self.identity = f"onnx:{_sha256(self.path)}:{self.preprocess!r}"
+        self.identity = f"onnx:{file_sha256(self.path)}:{self.preprocess!r}"
 
     def __repr__(self) -> str:
         return f"OnnxPredictor({self.path!r}, preprocess={self.preprocess!r})"
@@ -163,6 +164,6 @@ def make_predictor(name: str, weights: str | os.PathLike | None, *, threads: int
     from ..classify import Classifier
 
     clf = Classifier(name, weights=weights, threads=threads, batch_size=batch_size, device=device)
-    digest = _sha256(os.fspath(weights)) if weights is not None else "untrained"
+    digest = file_sha256(os.fspath(weights)) if weights is not None else "untrained"
     layout = clf.layout.to_dict() if clf.kind == "dct" else repr(clf.preprocess)
     return ClassifierPredictor(clf, identity=f"torch:{name}:{digest}:{layout}")

@@ -16,13 +16,13 @@ match at n = 64.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
 
+from ..evaluate.predictors import file_sha256
 from .convert import DCTFrontEnd, converted_layout, prepare_jpeg
 
 __all__ = ["OnnxDCTPredictor", "frontend_macs", "prepared"]
@@ -41,14 +41,6 @@ def prepared(data: bytes, resize: int = 256, crop: int = 224) -> bytes:
     """:func:`prepare_jpeg` with a small cache (`dctnet eval` hands the same version to
     several predictors in a row)."""
     return prepare_jpeg(data, resize=resize, crop=crop)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class OnnxDCTPredictor:
@@ -92,7 +84,7 @@ class OnnxDCTPredictor:
         tag = f"dct{b}" if isinstance(b, int) else "dct" + "-".join(str(len(x)) for x in b)
         self.name = name or (f"{stem}-{tag}" if mode == "dct" else f"{stem}-prepared-rgb")
         self.frontend = DCTFrontEnd(self.layout, mean, std, clamp=clamp).eval()
-        self.identity = (f"onnx-{mode}:{_sha256(self.path)}:{self.layout.to_json() if mode == 'dct' else ''}:"
+        self.identity = (f"onnx-{mode}:{file_sha256(self.path)}:{self.layout.to_json() if mode == 'dct' else ''}:"
                          f"{clamp if mode == 'dct' else ''}:{self.resize}/{self.crop}:{tuple(mean)}:{tuple(std)}")
 
     def __repr__(self) -> str:
