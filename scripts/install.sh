@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # cjpeg/djpeg/jpegtran make the test variants; headers and library for the native reader.
 need_apt=()
 command -v cjpeg >/dev/null 2>&1 || need_apt+=(libjpeg-turbo-progs)
+# PyTurboJPEG (RGB encode/decode in eval and benchmarks) loads libturbojpeg at run time.
+ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0' || need_apt+=(libturbojpeg0)
 [ -f /usr/include/jpeglib.h ] || need_apt+=(libjpeg62-turbo-dev)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
