@@ -66,6 +66,7 @@ from ..ops.dct_domain import DCT8
 from ..ops.layout import DCTLayout
 from .registry import create_model, register_model
 from .resnet import InputConfig, ResNet
+from .resnet_dct import _split_late_concat  # converted models take late_concat inputs
 
 __all__ = ["YCC_TO_RGB", "DCTFrontEnd", "islow_idct", "fancy_upsample2x_int", "ycc_to_rgb_int", "ConvertedFirstLayer", "ConvertedStem", "from_rgb", "converted_layout",
            "idct_basis", "fancy_upsample2x", "stem_macs", "prepare_jpeg", "CLAMP_TOLERANCE"]
@@ -211,14 +212,6 @@ def ycc_to_rgb_int(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
     return np.clip(np.concatenate([r, g, b], 1), 0, 255)
 
 
-def _split(y, cbcr):
-    if cbcr is None and isinstance(y, (tuple, list)) and len(y) == 2:
-        y, cbcr = y
-    if cbcr is None:
-        raise ValueError("converted models take two tensors: y (B, nY, H/8, W/8) and cbcr (B, nCb+nCr, H/16, W/16)")
-    return y, cbcr
-
-
 def _check_inputs(y: torch.Tensor, cbcr: torch.Tensor, ny: int, nc: int) -> None:
     if y.dim() != 4 or cbcr.dim() != 4 or y.shape[1] != ny or cbcr.shape[1] != nc:
         raise ValueError(f"expected y (B, {ny}, h, w) and cbcr (B, {nc}, h/2, w/2) (late_concat layout), got "
@@ -286,7 +279,7 @@ class DCTFrontEnd(_ChromaDecoder):
 
     def pixels(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
         """RGB pixel values ``float (B, 3, 8h, 8w)`` in [0, 255] (up to the clamp option)."""
-        y, cbcr = _split(y, cbcr)
+        y, cbcr = _split_late_concat(y, cbcr)
         _check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
         if self.clamp == "libjpeg":
             by, bcb, bcr = self.layout.band_indices()
@@ -507,7 +500,7 @@ class ConvertedFirstLayer(_ChromaDecoder):
         return out
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
-        y, cbcr = _split(y, cbcr)
+        y, cbcr = _split_late_concat(y, cbcr)
         _check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
         if y.shape[2] < 2 or y.shape[3] < 2:
             raise ValueError(f"the y block grid {tuple(y.shape[2:])} is too small (at least one 16x16 macroblock)")
