@@ -38,44 +38,48 @@ def _voidptr(typingctx, address):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _component(src, base0, step, row_stride, h, w, ks, scales, means, inv_stds, out, ch0):
-    """All channels of one component of one image, ``out[ch0 + j, r, x]``.
+def _component(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, ch0):
+    """All channels of one component of one image: ``out[i, ch0 + j] = band ks[j]``.
 
-    Row of blocks by row of blocks, channel by channel: the source row (``w`` blocks of 128
-    bytes) stays in L1 while each band is written as one contiguous output row (measured
-    faster here than scattering each block to all channels). Without normalisation the
-    caller passes ``means = 0, inv_stds = 1``, which is exact.
+    Channel by channel (plane-major): each output plane is written front to back as one
+    contiguous stream while the strided source reads hit the image's blocks in L2; measured
+    twice as fast here as walking block rows and writing 3n short rows at a time. Without
+    normalisation the caller passes ``means = 0, inv_stds = 1``, which is exact.
     """
-    for r in range(h):
-        rowbase = base0 + r * row_stride
-        for j in range(ks.shape[0]):
-            first = rowbase + ks[j]
-            scale = scales[j]
-            mean = means[j]
-            inv = inv_stds[j]
-            d = out[ch0 + j, r]
-            for x in range(w):
-                d[x] = (np.float32(src[first + step * x]) * scale - mean) * inv
+    for j in range(ks.shape[0]):
+        k = ks[j]
+        scale = scales[j]
+        mean = means[j]
+        inv = inv_stds[j]
+        ch = ch0 + j
+        if flip:                          # walk source columns backwards (sign is in scale)
+            last = c0 + w - 1
+            for r in range(h):
+                for x in range(w):
+                    out[i, ch, r, x] = (np.float32(src[r0 + r, last - x, k]) * scale - mean) * inv
+        else:
+            for r in range(h):
+                for x in range(w):
+                    out[i, ch, r, x] = (np.float32(src[r0 + r, c0 + x, k]) * scale - mean) * inv
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _component_up(src, base0, step, row_stride, h, w, ks, scales, means, inv_stds, out, ch0):
+def _component_up(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, ch0):
     """As :func:`_component`, each value written to its 2x2 nearest-neighbour positions."""
-    for r in range(h):
-        rowbase = base0 + r * row_stride
-        for j in range(ks.shape[0]):
-            first = rowbase + ks[j]
-            scale = scales[j]
-            mean = means[j]
-            inv = inv_stds[j]
-            d0 = out[ch0 + j, 2 * r]
-            d1 = out[ch0 + j, 2 * r + 1]
+    for j in range(ks.shape[0]):
+        k = ks[j]
+        scale = scales[j]
+        mean = means[j]
+        inv = inv_stds[j]
+        ch = ch0 + j
+        for r in range(h):
             for x in range(w):
-                v = (np.float32(src[first + step * x]) * scale - mean) * inv
-                d0[2 * x] = v
-                d0[2 * x + 1] = v
-                d1[2 * x] = v
-                d1[2 * x + 1] = v
+                sx = c0 + w - 1 - x if flip else c0 + x
+                v = (np.float32(src[r0 + r, sx, k]) * scale - mean) * inv
+                out[i, ch, 2 * r, 2 * x] = v
+                out[i, ch, 2 * r, 2 * x + 1] = v
+                out[i, ch, 2 * r + 1, 2 * x] = v
+                out[i, ch, 2 * r + 1, 2 * x + 1] = v
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -100,32 +104,28 @@ def _kernel(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands,
                 for j in range(nb):
                     out[i, ch_off[c] + j] = (np.float32(0.0) - means[j]) * inv_stds[j]
                 continue
+            fl = flip[i]
             for j in range(nb):
                 k = bands[c, j]
                 ks[j] = k
-                # flip: walk source rows backwards and negate odd horizontal frequencies
-                scales[j] = -qsteps[i, c, k] if (flip[i] and (k & 1)) else qsteps[i, c, k]
+                # flip: walk source columns backwards and negate odd horizontal frequencies
+                scales[j] = -qsteps[i, c, k] if (fl and (k & 1)) else qsteps[i, c, k]
             rl = row_len[i, c]
-            if flip[i]:
-                base0 = (row0[i, c] * rl + col0[i, c] + w - 1) * 64
-                step = -64
-            else:
-                base0 = (row0[i, c] * rl + col0[i, c]) * 64
-                step = 64
-            size = (row0[i, c] + h) * rl * 64
-            o = out[i]
+            r0 = row0[i, c]
+            c0 = col0[i, c]
+            shape = (r0 + h, rl, 64)
             if is_float[i, c]:
-                src_f = carray(_voidptr(ptr), (size,), np.float32)
+                src_f = carray(_voidptr(ptr), shape, np.float32)
                 if up:
-                    _component_up(src_f, base0, step, rl * 64, h, w, ks[:nb], scales[:nb], means, inv_stds, o, ch_off[c])
+                    _component_up(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
                 else:
-                    _component(src_f, base0, step, rl * 64, h, w, ks[:nb], scales[:nb], means, inv_stds, o, ch_off[c])
+                    _component(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
             else:
-                src_i = carray(_voidptr(ptr), (size,), np.int16)
+                src_i = carray(_voidptr(ptr), shape, np.int16)
                 if up:
-                    _component_up(src_i, base0, step, rl * 64, h, w, ks[:nb], scales[:nb], means, inv_stds, o, ch_off[c])
+                    _component_up(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
                 else:
-                    _component(src_i, base0, step, rl * 64, h, w, ks[:nb], scales[:nb], means, inv_stds, o, ch_off[c])
+                    _component(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
 
 
 def fused_gather(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off, mean, inv_std,
