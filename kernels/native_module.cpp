@@ -75,10 +75,50 @@ void read_one(Decompressor& d, const Source& src, const ReadOptions& options, Re
   }
 }
 
+// Optional per-image consumer, called on the worker thread right after a successful read
+// (GIL released) while the image's coefficients are still in this core's cache: dctnet's
+// fused read-to-tensor path passes a numba cfunc here (dctnet/ops/fused_read.py). It gets a
+// flat int64 description of the image (kView* below) and returns 0 when it has consumed the
+// image (its buffer is released and its Python result is None) or nonzero to hand the image
+// back to Python as usual.
+using ImageSink = int32_t (*)(void* context, int64_t index, const int64_t* view);
+
+// Layout of the int64 view passed to an ImageSink (mirrored in dctnet/ops/fused_read.py).
+constexpr int kViewComponents = 0;   // number of components
+constexpr int kViewColorspace = 1;   // libjpeg J_COLOR_SPACE of the file
+constexpr int kViewQtables = 2;      // address of uint16 (ncomp, 64) quantisation steps
+constexpr int kViewPlanes = 3;       // 3 addresses of int16 (rows, cols, 64) planes
+constexpr int kViewRows = 6;         // 3 plane heights in blocks
+constexpr int kViewCols = 9;         // 3 plane widths in blocks (the row length)
+constexpr int kViewHSamp = 12;       // 3 horizontal sampling factors
+constexpr int kViewVSamp = 15;       // 3 vertical sampling factors
+constexpr int kViewSize = 18;
+
+// Offers a successful read to the sink. Returns true when the sink consumed it.
+bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) {
+  if (r->kind != dctnet::kOk || r->num_components > 3) return false;
+  int64_t view[kViewSize] = {0};
+  view[kViewComponents] = r->num_components;
+  view[kViewColorspace] = r->colorspace;
+  view[kViewQtables] = reinterpret_cast<int64_t>(r->buffer);
+  for (int c = 0; c < r->num_components; ++c) {
+    view[kViewPlanes + c] = reinterpret_cast<int64_t>(static_cast<char*>(r->buffer) + r->plane_offset[c]);
+    view[kViewRows + c] = r->height_in_blocks[c];
+    view[kViewCols + c] = r->width_in_blocks[c];
+    view[kViewHSamp + c] = r->h_samp[c];
+    view[kViewVSamp + c] = r->v_samp[c];
+  }
+  if (sink(context, index, view) != 0) return false;
+  dctnet::release_buffer(r->buffer);
+  r->buffer = nullptr;
+  return true;
+}
+
 // Successful read -> (width, height, colorspace, progressive, arithmetic, restart_interval,
 //   sampling, qtables, planes, corrupt_info)
 // Failed read     -> (kind, errno, message)
 nb::object to_python(ReadResult* r, bool header_only) {
+  if (r->kind == dctnet::kOk && r->buffer == nullptr) return nb::none();   // consumed by a sink
   if (r->kind != dctnet::kOk) {
     return nb::make_tuple(r->kind, r->sys_errno, nb::str(r->message));
   }
@@ -136,7 +176,10 @@ nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t m
 }
 
 nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_t max_pixels,
-                    int max_scans, int threads) {
+                       int max_scans, int threads, uintptr_t sink_address, uintptr_t sink_context) {
+  if (sink_address != 0 && header_only) throw nb::value_error("a sink needs coefficients (header_only=False)");
+  auto sink = reinterpret_cast<ImageSink>(sink_address);
+  auto* context = reinterpret_cast<void*>(sink_context);
   const size_t n = nb::len(srcs);
   std::vector<Source> sources(n);
   struct Releaser {
@@ -156,6 +199,7 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
     auto work = [&](Decompressor& d) {
       for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
         read_one(d, sources[i], options, &results[i]);
+        if (sink != nullptr) offer_to_sink(sink, context, static_cast<int64_t>(i), &results[i]);
       }
     };
     std::vector<std::thread> pool;
@@ -181,7 +225,8 @@ NB_MODULE(_native, m) {
   m.def("read", &py_read, nb::arg("src"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"));
   m.def("read_batch", &py_read_batch, nb::arg("srcs"), nb::arg("strict"), nb::arg("header_only"),
-        nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"));
+        nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"), nb::arg("sink") = 0,
+        nb::arg("sink_context") = 0);
   m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
 #ifdef LIBJPEG_TURBO_VERSION_NUMBER
   m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;

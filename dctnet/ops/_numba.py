@@ -82,50 +82,56 @@ def _component_up(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, 
                 out[i, ch, 2 * r + 1, 2 * x + 1] = v
 
 
+@njit(cache=True, nogil=True)
+def _gather_image(i, address, row_len, row0, col0, is_float, fl, qsteps, bands, nbands, ch_off, stat_off,
+                  mean, inv_std, ncomp, hb, wb, out_y, out_c, chroma_up):
+    """One image ``i`` (its per-component rows of the :func:`fused_gather` tables)."""
+    ks = np.empty(64, np.int64)
+    scales = np.empty(64, np.float32)
+    for c in range(ncomp):
+        if c == 0:
+            h, w, out, up = hb, wb, out_y, False
+        else:
+            h, w, out, up = hb // 2, wb // 2, out_c, chroma_up
+        nb = nbands[c]
+        st = stat_off[c]
+        means = mean[st:st + nb]
+        inv_stds = inv_std[st:st + nb]
+        ptr = address[c]
+        if ptr == 0:                       # grayscale source: zero chroma
+            for j in range(nb):
+                out[i, ch_off[c] + j] = (np.float32(0.0) - means[j]) * inv_stds[j]
+            continue
+        for j in range(nb):
+            k = bands[c, j]
+            ks[j] = k
+            # flip: walk source columns backwards and negate odd horizontal frequencies
+            scales[j] = -qsteps[c, k] if (fl and (k & 1)) else qsteps[c, k]
+        rl = row_len[c]
+        r0 = row0[c]
+        c0 = col0[c]
+        shape = (r0 + h, rl, 64)
+        if is_float[c]:
+            src_f = carray(_voidptr(ptr), shape, np.float32)
+            if up:
+                _component_up(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
+            else:
+                _component(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
+        else:
+            src_i = carray(_voidptr(ptr), shape, np.int16)
+            if up:
+                _component_up(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
+            else:
+                _component(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _kernel(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off,
             mean, inv_std, ncomp, hb, wb, out_y, out_c, chroma_up):
     """See :func:`fused_gather` (arrays as documented there)."""
-    nimg = address.shape[0]
-    for i in prange(nimg):
-        ks = np.empty(64, np.int64)
-        scales = np.empty(64, np.float32)
-        for c in range(ncomp):
-            if c == 0:
-                h, w, out, up = hb, wb, out_y, False
-            else:
-                h, w, out, up = hb // 2, wb // 2, out_c, chroma_up
-            nb = nbands[c]
-            st = stat_off[c]
-            means = mean[st:st + nb]
-            inv_stds = inv_std[st:st + nb]
-            ptr = address[i, c]
-            if ptr == 0:                       # grayscale source: zero chroma
-                for j in range(nb):
-                    out[i, ch_off[c] + j] = (np.float32(0.0) - means[j]) * inv_stds[j]
-                continue
-            fl = flip[i]
-            for j in range(nb):
-                k = bands[c, j]
-                ks[j] = k
-                # flip: walk source columns backwards and negate odd horizontal frequencies
-                scales[j] = -qsteps[i, c, k] if (fl and (k & 1)) else qsteps[i, c, k]
-            rl = row_len[i, c]
-            r0 = row0[i, c]
-            c0 = col0[i, c]
-            shape = (r0 + h, rl, 64)
-            if is_float[i, c]:
-                src_f = carray(_voidptr(ptr), shape, np.float32)
-                if up:
-                    _component_up(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
-                else:
-                    _component(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
-            else:
-                src_i = carray(_voidptr(ptr), shape, np.int16)
-                if up:
-                    _component_up(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
-                else:
-                    _component(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
+    for i in prange(address.shape[0]):
+        _gather_image(i, address[i], row_len[i], row0[i], col0[i], is_float[i], flip[i], qsteps[i], bands, nbands,
+                      ch_off, stat_off, mean, inv_std, ncomp, hb, wb, out_y, out_c, chroma_up)
 
 
 def fused_gather(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off, mean, inv_std,
