@@ -9,7 +9,9 @@ Groups (baseline of each marked with ``extra_info["baseline"]``, see benchmarks/
                          RGB path (libjpeg-turbo decode of the original + resize shorter side
                          256 + centre crop 224 + normalise; dctnet.data.rgb) vs DCT path
                          (the same photos prepared once at shorter side 256, q90, 4:2:0:
-                         read_dct_batch + centre crop 224 + to_tensor, n = 64 and 16).
+                         read_dct_batch + centre crop 224 + to_tensor, n = 64 and 16; and the
+                         same fused: read_to_tensor, each image gathered by the reader thread
+                         that decoded it).
 
 Timing run, then the README tables (from each benchmark's fastest round; pass ``median`` as a
 second argument for medians):
@@ -32,7 +34,7 @@ from PIL import Image
 
 import dctnet
 from dctnet.data.rgb import RGBPreprocess, decode_rgb, resize_shorter
-from dctnet.ops import DCTLayout, output_shapes, to_tensor
+from dctnet.ops import DCTLayout, output_shapes, read_to_tensor, to_tensor
 
 
 def _encode(pixels: np.ndarray, quality: int = 90) -> bytes:
@@ -84,7 +86,7 @@ def test_to_tensor_batch64(benchmark, corpora, backend, bands, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
-@pytest.mark.parametrize("path", ["rgb", "dct-n64", "dct-n16", "dct-read-only"])
+@pytest.mark.parametrize("path", ["rgb", "dct-n64", "dct-n16", "fused-n64", "fused-n16", "dct-read-only"])
 def test_input_preparation(benchmark, corpora, path, threads):
     benchmark.group = f"input-prep-{threads}t"
     n = len(corpora["original"])
@@ -104,14 +106,20 @@ def test_input_preparation(benchmark, corpora, path, threads):
             images = dctnet.read_dct_batch(data, threads=threads)
             return torch.from_numpy(np.stack([im.planes[0][:2, :2] for im in images]).astype(np.float32))
     else:
-        layout = DCTLayout("upsampling", int(path[len("dct-n"):]))
+        layout = DCTLayout("upsampling", int(path.rsplit("-n", 1)[1]))
         out = torch.empty(output_shapes(layout, n, 28, 28)[0])
         data = corpora["prepared"]
-        to_tensor(dctnet.read_dct_batch(data[:2]), layout, crop="center", size=224, out=out[:2])
+        if path.startswith("fused"):
+            read_to_tensor(data[:2], layout, size=224, out=out[:2])      # warm-up (load the cfunc)
 
-        def run():
-            images = dctnet.read_dct_batch(data, threads=threads)
-            return to_tensor(images, layout, crop="center", size=224, out=out)
+            def run():
+                return read_to_tensor(data, layout, size=224, out=out, threads=threads)
+        else:
+            to_tensor(dctnet.read_dct_batch(data[:2]), layout, crop="center", size=224, out=out[:2])
+
+            def run():
+                images = dctnet.read_dct_batch(data, threads=threads)
+                return to_tensor(images, layout, crop="center", size=224, out=out)
     result = benchmark(run)
     assert result.shape[0] == n and bool(np.isfinite(np.asarray(result[:2])).all())
 
@@ -131,15 +139,16 @@ def _ratios(path: str, stat: str = "min") -> None:
                   ["stats"][stat] * 1e3
                   for be in ("torch", "numba")}
             print(f"| {bands} | {t} | {ms['torch']:.2f} | {ms['numba']:.2f} | {ms['torch'] / ms['numba']:.1f}x |")
-    print("\n| threads | RGB img/s | DCT n=64 img/s | ratio | DCT n=16 img/s | ratio | read_dct_batch alone img/s | ratio |"
-          "\n|---|---|---|---|---|---|---|---|")
+    paths = ("fused-n64", "fused-n16", "dct-n64", "dct-n16", "dct-read-only")
+    print("\n| threads | RGB img/s | " + " | ".join(f"{p} img/s | ratio" for p in paths) + " |\n"
+          + "|---" * (2 + 2 * len(paths)) + "|")
     for t in (1, 2):
         ips = {}
-        for p in ("rgb", "dct-n64", "dct-n16", "dct-read-only"):
+        for p in ("rgb", *paths):
             b = by[(f"input-prep-{t}t", f"test_input_preparation[{p}-{t}]")]
             ips[p] = b["extra_info"]["items"] / b["stats"][stat]
         print(f"| {t} | {ips['rgb']:.0f} | " + " | ".join(f"{ips[p]:.0f} | {ips[p] / ips['rgb']:.1f}x"
-                                                         for p in ("dct-n64", "dct-n16", "dct-read-only")) + " |")
+                                                         for p in paths) + " |")
 
 
 if __name__ == "__main__":

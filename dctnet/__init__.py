@@ -6,8 +6,8 @@ Public API (see README.md):
   ``read_header``, ``DCTImage``, ``JPEGHeader``, ``JPEGError``, ``JPEGWarning``,
   ``estimate_quality``;
 * loaded on first use (they import torch): ``Classifier``, ``Prediction``
-  (``dctnet.classify``); ``DCTLayout``, ``to_tensor``, ``align_blocks``, ``compute_stats``
-  (``dctnet.ops``); ``create_model``, ``list_models`` (``dctnet.models``).
+  (``dctnet.classify``); ``DCTLayout``, ``to_tensor``, ``read_to_tensor``, ``align_blocks``,
+  ``compute_stats`` (``dctnet.ops``); ``create_model``, ``list_models`` (``dctnet.models``).
 """
 
 from importlib import import_module
@@ -30,6 +30,7 @@ _LAZY = {
     "Prediction": "dctnet.classify",
     "DCTLayout": "dctnet.ops",
     "to_tensor": "dctnet.ops",
+    "read_to_tensor": "dctnet.ops",
     "align_blocks": "dctnet.ops",
     "compute_stats": "dctnet.ops",
     "create_model": "dctnet.models",

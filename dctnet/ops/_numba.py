@@ -37,23 +37,33 @@ def _voidptr(typingctx, address):
     return sig, codegen
 
 
+_U = np.uint64          # index type without wraparound checks (see _component)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _component(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, ch0):
     """All channels of one component of one image: ``out[i, ch0 + j] = band ks[j]``.
 
     Channel by channel (plane-major): each output plane is written front to back as one
-    contiguous stream while the strided source reads hit the image's blocks in L2; measured
-    twice as fast here as walking block rows and writing 3n short rows at a time. Without
-    normalisation the caller passes ``means = 0, inv_stds = 1``, which is exact.
+    contiguous stream while the strided source reads hit the image's blocks in cache;
+    measured 1.3-1.5x faster here than walking block rows and writing 3n short rows at a
+    time. Indices are unsigned so that numba emits no negative-index wraparound code
+    (40% fewer instructions). Without normalisation the caller passes ``means = 0,
+    inv_stds = 1``, which is exact.
     """
+    i = _U(i)
+    r0 = _U(r0)
+    c0 = _U(c0)
+    h = _U(h)
+    w = _U(w)
     for j in range(ks.shape[0]):
-        k = ks[j]
+        k = _U(ks[j])
         scale = scales[j]
         mean = means[j]
         inv = inv_stds[j]
-        ch = ch0 + j
+        ch = _U(ch0 + j)
         if flip:                          # walk source columns backwards (sign is in scale)
-            last = c0 + w - 1
+            last = c0 + w - _U(1)
             for r in range(h):
                 for x in range(w):
                     out[i, ch, r, x] = (np.float32(src[r0 + r, last - x, k]) * scale - mean) * inv
@@ -66,20 +76,28 @@ def _component(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, ch0
 @njit(cache=True, nogil=True, inline="always")
 def _component_up(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, ch0):
     """As :func:`_component`, each value written to its 2x2 nearest-neighbour positions."""
+    i = _U(i)
+    r0 = _U(r0)
+    c0 = _U(c0)
+    h = _U(h)
+    w = _U(w)
+    one = _U(1)
+    two = _U(2)
     for j in range(ks.shape[0]):
-        k = ks[j]
+        k = _U(ks[j])
         scale = scales[j]
         mean = means[j]
         inv = inv_stds[j]
-        ch = ch0 + j
+        ch = _U(ch0 + j)
+        last = c0 + w - one
         for r in range(h):
             for x in range(w):
-                sx = c0 + w - 1 - x if flip else c0 + x
+                sx = last - x if flip else c0 + x
                 v = (np.float32(src[r0 + r, sx, k]) * scale - mean) * inv
-                out[i, ch, 2 * r, 2 * x] = v
-                out[i, ch, 2 * r, 2 * x + 1] = v
-                out[i, ch, 2 * r + 1, 2 * x] = v
-                out[i, ch, 2 * r + 1, 2 * x + 1] = v
+                out[i, ch, two * r, two * x] = v
+                out[i, ch, two * r, two * x + one] = v
+                out[i, ch, two * r + one, two * x] = v
+                out[i, ch, two * r + one, two * x + one] = v
 
 
 @njit(cache=True, nogil=True)
@@ -156,3 +174,120 @@ def fused_gather(address, row_len, row0, col0, is_float, flip, qsteps, bands, nb
     with _LAUNCH_LOCK:
         _kernel(address, row_len, row0, col0, is_float, flip, qsteps, bands, nbands, ch_off, stat_off, mean, inv_std,
                 ncomp, hb, wb, out_y, out_c, chroma_up)
+
+
+# --- Fused read: the gather run by the reader's native threads (dctnet.ops.read_to_tensor) ---
+
+# Fields of the int64 image view the reader passes (kernels/native_module.cpp, kView*).
+VIEW_COMPONENTS, VIEW_COLORSPACE, VIEW_QTABLES, VIEW_PLANES, VIEW_ROWS, VIEW_COLS, VIEW_HSAMP, VIEW_VSAMP = \
+    0, 1, 2, 3, 6, 9, 12, 15
+VIEW_SIZE = 18
+_JCS_YCBCR = 3
+
+# Fields of the int64 context array built by dctnet.ops.fused_read.
+(CTX_BATCH, CTX_HB, CTX_WB, CTX_KIND, CTX_NCOMP, CTX_RANDOM, CTX_DEQUANTIZE, CTX_OUT_Y, CTX_OUT_C, CTX_CH_Y,
+ CTX_CH_C, CTX_BANDS, CTX_NBANDS, CTX_CH_OFF, CTX_STAT_OFF, CTX_MEAN, CTX_INV_STD, CTX_CHANNELS, CTX_UNIFORM,
+ CTX_FLIP) = range(20)
+CTX_SIZE = 20
+KIND_UPSAMPLING, KIND_LATE_CONCAT, KIND_Y_ONLY = 0, 1, 2
+
+# Sink return codes (anything but CONSUMED hands the image back to Python, whose general path
+# either handles it (e.g. 4:4:4 chroma resampling) or raises the precise error).
+CONSUMED, NOT_FAST_PATH, TOO_SMALL = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _sink_body(context, index, view):
+    ctx = carray(context, (CTX_SIZE,), np.int64)
+    v = carray(view, (VIEW_SIZE,), np.int64)
+    kind = ctx[CTX_KIND]
+    hb = ctx[CTX_HB]
+    wb = ctx[CTX_WB]
+    ncomp = v[VIEW_COMPONENTS]
+    hy = v[VIEW_ROWS]
+    wy = v[VIEW_COLS]
+    if ncomp == 3:
+        if v[VIEW_COLORSPACE] != _JCS_YCBCR:
+            return NOT_FAST_PATH
+        if kind == KIND_Y_ONLY:
+            if (v[VIEW_HSAMP] < max(v[VIEW_HSAMP + 1], v[VIEW_HSAMP + 2])
+                    or v[VIEW_VSAMP] < max(v[VIEW_VSAMP + 1], v[VIEW_VSAMP + 2])):
+                return NOT_FAST_PATH
+        else:
+            for c in range(3):                # the fast path reads 4:2:0 as is; others need resampling
+                want = 2 if c == 0 else 1
+                if v[VIEW_HSAMP + c] != want or v[VIEW_VSAMP + c] != want:
+                    return NOT_FAST_PATH
+    elif ncomp != 1:
+        return NOT_FAST_PATH
+    colour = ncomp == 3 and kind != KIND_Y_ONLY
+    if kind == KIND_Y_ONLY:
+        gh, gw, unit = hy, wy, 1
+    elif ncomp == 1:
+        gh, gw, unit = 2 * (hy // 2), 2 * (wy // 2), 2
+    else:
+        gh = 2 * min(hy // 2, v[VIEW_ROWS + 1], v[VIEW_ROWS + 2])
+        gw = 2 * min(wy // 2, v[VIEW_COLS + 1], v[VIEW_COLS + 2])
+        unit = 2
+    if gh < hb or gw < wb:
+        return TOO_SMALL
+    steps_v = (gh - hb) // unit
+    steps_h = (gw - wb) // unit
+    if ctx[CTX_RANDOM]:
+        uniform = carray(_voidptr(ctx[CTX_UNIFORM]), (ctx[CTX_BATCH], 2), np.float64)
+        top = min(np.int64(uniform[index, 0] * (steps_v + 1)), steps_v) * unit
+        left = min(np.int64(uniform[index, 1] * (steps_h + 1)), steps_h) * unit
+    else:
+        top = steps_v // 2 * unit
+        left = steps_h // 2 * unit
+
+    address = np.zeros(3, np.int64)
+    row_len = np.zeros(3, np.int64)
+    row0 = np.zeros(3, np.int64)
+    col0 = np.zeros(3, np.int64)
+    is_float = np.zeros(3, np.bool_)
+    qsteps = np.ones((3, 64), np.float32)
+    used = 3 if colour else 1
+    qt = carray(_voidptr(v[VIEW_QTABLES]), (ncomp, 64), np.uint16)
+    for c in range(used):
+        address[c] = v[VIEW_PLANES + c]
+        row_len[c] = v[VIEW_COLS + c]
+        row0[c] = top if c == 0 else top // 2
+        col0[c] = left if c == 0 else left // 2
+        if ctx[CTX_DEQUANTIZE]:
+            for k in range(64):
+                qsteps[c, k] = np.float32(qt[c, k])
+    batch = ctx[CTX_BATCH]
+    out_y = carray(_voidptr(ctx[CTX_OUT_Y]), (batch, ctx[CTX_CH_Y], hb, wb), np.float32)
+    if kind == KIND_LATE_CONCAT:
+        out_c = carray(_voidptr(ctx[CTX_OUT_C]), (batch, ctx[CTX_CH_C], hb // 2, wb // 2), np.float32)
+    else:
+        out_c = out_y
+    channels = ctx[CTX_CHANNELS]
+    flip = carray(_voidptr(ctx[CTX_FLIP]), (batch,), np.uint8)
+    _gather_image(index, address, row_len, row0, col0, is_float, flip[index] != 0, qsteps,
+                  carray(_voidptr(ctx[CTX_BANDS]), (3, 64), np.int64),
+                  carray(_voidptr(ctx[CTX_NBANDS]), (3,), np.int64),
+                  carray(_voidptr(ctx[CTX_CH_OFF]), (3,), np.int64),
+                  carray(_voidptr(ctx[CTX_STAT_OFF]), (3,), np.int64),
+                  carray(_voidptr(ctx[CTX_MEAN]), (channels,), np.float32),
+                  carray(_voidptr(ctx[CTX_INV_STD]), (channels,), np.float32),
+                  ctx[CTX_NCOMP], hb, wb, out_y, out_c, kind == KIND_UPSAMPLING)
+    return CONSUMED
+
+
+_SINK = None
+
+
+def sink_address() -> int:
+    """Address of the reader sink (a numba cfunc wrapping :func:`_sink_body`), compiled on first use."""
+    global _SINK
+    if _SINK is None:
+        from numba import cfunc
+
+        @cfunc(types.int32(types.voidptr, types.int64, types.voidptr), cache=True, nopython=True)
+        def sink(context, index, view):
+            return _sink_body(context, index, view)
+
+        _SINK = sink
+    return _SINK.address

@@ -156,7 +156,15 @@ def _pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
     return h // 8, w // 8
 
 
-def _flip_flags(flip: Flip, batch: int, generator: torch.Generator | None) -> np.ndarray:
+def random_crop_draws(batch: int, generator: torch.Generator | None) -> np.ndarray:
+    """``float64 (B, 2)``: the uniform draws behind a random crop's (vertical, horizontal)
+    offsets, ``offset = min(floor(u * (steps + 1)), steps)`` crop steps."""
+    rv = torch.rand(batch, generator=generator, dtype=torch.float64)
+    rh = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return torch.stack([rv, rh], 1).numpy()
+
+
+def flip_flags(flip: Flip, batch: int, generator: torch.Generator | None) -> np.ndarray:
     if isinstance(flip, str):
         if flip != "random":
             raise ValueError(f"flip must be a bool, a per-image sequence of bools or 'random', not {flip!r}")
@@ -170,11 +178,15 @@ def _flip_flags(flip: Flip, batch: int, generator: torch.Generator | None) -> np
 
 
 def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
-                  flip: Flip = False, generator: torch.Generator | None = None) -> GeometryPlan:
+                  flip: Flip = False, generator: torch.Generator | None = None,
+                  uniform: np.ndarray | None = None) -> GeometryPlan:
     """Decide the output grid, per-image crop offsets and flips, and resample odd chroma.
 
     See :func:`align_blocks` for the arguments. Chroma of non-4:2:0 files is resampled here
-    (only the cropped region), in float64, and stored as float32.
+    (only the cropped region), in float64, and stored as float32. ``uniform``: ``float64
+    (B, 2)`` draws in [0, 1) for a random crop's vertical and horizontal offsets, instead of
+    drawing them from ``generator`` (used by :func:`~dctnet.ops.read_to_tensor`, which
+    draws before reading).
     """
     images = list(images)
     if not images:
@@ -214,14 +226,16 @@ def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop =
         if crop == "center":
             top, left = steps_v // 2 * unit, steps_h // 2 * unit
         else:
-            rv = torch.rand(b, generator=generator, dtype=torch.float64).numpy()
-            rh = torch.rand(b, generator=generator, dtype=torch.float64).numpy()
+            if uniform is None:
+                rv, rh = random_crop_draws(b, generator).T
+            else:
+                rv, rh = np.asarray(uniform, np.float64).T
             top = np.minimum((rv * (steps_v + 1)).astype(np.int64), steps_v) * unit
             left = np.minimum((rh * (steps_h + 1)).astype(np.int64), steps_h) * unit
     else:
         raise ValueError(f"crop must be None, 'center' or 'random', not {crop!r}")
 
-    flags = _flip_flags(flip, b, generator)
+    flags = flip_flags(flip, b, generator)
     qsteps = np.ones((b, 3, 64), np.float32)
     row0 = np.zeros((b, 3), np.int64)
     col0 = np.zeros((b, 3), np.int64)

@@ -55,7 +55,8 @@ def _choose_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _check_out(out, shapes, dtype: torch.dtype):
+def check_out(out, shapes, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Validate caller-given output tensor(s) against the expected shapes and dtype."""
     outs = out if isinstance(out, (tuple, list)) else (out,)
     if len(outs) != len(shapes):
         raise ValueError(f"out must be {len(shapes)} tensor(s) for this layout, got {len(outs)}")
@@ -69,6 +70,24 @@ def _check_out(out, shapes, dtype: torch.dtype):
     if len({t.device for t in outs}) != 1:
         raise ValueError("out tensors must be on one device")
     return tuple(outs)
+
+
+def gather_tables(layout: DCTLayout):
+    """The numba kernel's per-layout tables: ``bands int64 (3, 64)`` (natural indices, first
+    ``nbands[c]`` used), ``nbands``, ``ch_off`` (first channel of each component in its output),
+    ``stat_off`` (first entry in ``mean``/``inv_std``): ``int64 (3,)``; ``mean, inv_std float32 (C,)``."""
+    bands_list = layout.band_indices()
+    bands = np.zeros((3, 64), np.int64)
+    for c, bl in enumerate(bands_list):
+        bands[c, :len(bl)] = bl
+    nbands = np.zeros(3, np.int64)
+    nbands[:layout.num_components] = [len(bl) for bl in bands_list]
+    stat_off = np.concatenate([[0], np.cumsum(nbands)[:2]]).astype(np.int64)
+    ch_off = stat_off.copy()
+    if layout.kind == "late_concat":
+        ch_off[1:] -= nbands[0]
+    mean, inv_std = normalisation(layout)
+    return bands, nbands, ch_off, stat_off, mean, inv_std
 
 
 def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, ...]) -> None:
@@ -96,17 +115,7 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
             row_len[i, c] = plane.shape[1]
     row0 = np.where(is_float, 0, plan.row0)
     col0 = np.where(is_float, 0, plan.col0)
-    bands_list = layout.band_indices()
-    bands = np.zeros((3, 64), np.int64)
-    for c, bl in enumerate(bands_list):
-        bands[c, :len(bl)] = bl
-    nbands = np.zeros(3, np.int64)
-    nbands[:ncomp] = [len(bl) for bl in bands_list]
-    stat_off = np.concatenate([[0], np.cumsum(nbands)[:2]]).astype(np.int64)
-    ch_off = stat_off.copy()
-    if layout.kind == "late_concat":
-        ch_off[1:] -= nbands[0]
-    mean, inv_std = normalisation(layout)
+    bands, nbands, ch_off, stat_off, mean, inv_std = gather_tables(layout)
 
     direct = all(t.dtype == torch.float32 and t.device.type == "cpu" for t in outs)
     arrays = [t.numpy() if direct else np.empty(tuple(t.shape), np.float32) for t in outs]
@@ -165,7 +174,17 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
     if out is None:
         outs = tuple(torch.empty(s, dtype=dtype, device=dev) for s in shapes)
     else:
-        outs = _check_out(out, shapes, dtype)
+        outs = check_out(out, shapes, dtype)
+    run_plan(plan, layout, chosen, outs)
+    if out is not None:
+        return out
+    return outs if layout.kind == "late_concat" else outs[0]
+
+
+def run_plan(plan: GeometryPlan, layout: DCTLayout, chosen: str, outs: tuple[torch.Tensor, ...]) -> None:
+    """Write a planned batch into ``outs`` (checked) with backend ``chosen``."""
+    dev = outs[0].device
+    dtype = outs[0].dtype
     if chosen == "numba":
         _run_numba(plan, layout, outs)
     elif chosen == "torch":
@@ -179,9 +198,6 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
         if dev.type != "cpu":
             blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))
         blocks_to_tensor_triton(blocks, layout, outs)
-    if out is not None:
-        return out
-    return outs if layout.kind == "late_concat" else outs[0]
 
 
 def compute_stats(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,

@@ -1,0 +1,167 @@
+"""``read_to_tensor``: JPEG files straight to network inputs in one pass per image.
+
+``read_to_tensor(srcs, layout, crop="center", size=224)`` gives what
+``to_tensor(read_dct_batch(srcs), layout, crop="center", size=224)`` gives, bit for bit, but
+each image is gathered into the output by the reader's own native thread right after its
+entropy decoding, while its coefficients are still in that core's cache: no second pass
+over memory, no per-image Python objects, and decoding and gathering share one thread
+pool (on 2 cores, a separate numba pool and the reader's threads only take turns).
+
+The gather is the numba backend's own per-image function (``dctnet.ops._numba``), compiled
+as a C callback (a numba ``cfunc``) that the reader calls (``kernels/native_module.cpp``,
+``ImageSink``). The callback takes the files it can read directly: 4:2:0 YCbCr and
+grayscale (any YCbCr for ``y_only``). Everything else (4:4:4 and other chroma samplings,
+which need DCT-domain resampling; files too small for the crop; CMYK) comes back to Python
+as a ``DCTImage`` and goes through ``plan_geometry`` + the numba kernel with the same crop
+draws and flip, which resamples it or raises the precise error. Both routes write the same
+numbers (tested).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from .. import codec
+from ..codec import DCTImage, JPEGSource
+from .align import Crop, Flip, Size, _pixels_to_blocks, flip_flags, plan_geometry, random_crop_draws
+from .layout import DCTLayout
+from .rearrange import Output, check_out, gather_tables, output_shapes, run_plan
+
+__all__ = ["read_to_tensor"]
+
+_KINDS = {"upsampling": 0, "late_concat": 1, "y_only": 2}
+
+
+def _context(layout: DCTLayout, batch: int, hb: int, wb: int, outs: Sequence[torch.Tensor], crop: str,
+             uniform: np.ndarray, flips: np.ndarray) -> tuple[np.ndarray, list]:
+    """The cfunc's int64 context array (fields ``CTX_*`` of ``dctnet.ops._numba``), and the
+    arrays it points to (which must stay alive while the reader runs)."""
+    from . import _numba as nk
+
+    bands, nbands, ch_off, stat_off, mean, inv_std = gather_tables(layout)
+    flip_u8 = np.ascontiguousarray(flips, np.uint8)
+    uniform = np.ascontiguousarray(uniform, np.float64)
+    keep = [bands, nbands, ch_off, stat_off, mean, inv_std, flip_u8, uniform]
+    ctx = np.zeros(nk.CTX_SIZE, np.int64)
+    ctx[nk.CTX_BATCH] = batch
+    ctx[nk.CTX_HB], ctx[nk.CTX_WB] = hb, wb
+    ctx[nk.CTX_KIND] = _KINDS[layout.kind]
+    ctx[nk.CTX_NCOMP] = layout.num_components
+    ctx[nk.CTX_RANDOM] = crop == "random"
+    ctx[nk.CTX_DEQUANTIZE] = bool(layout.dequantize)
+    ctx[nk.CTX_OUT_Y] = outs[0].data_ptr()
+    ctx[nk.CTX_OUT_C] = outs[-1].data_ptr()
+    ctx[nk.CTX_CH_Y] = outs[0].shape[1]
+    ctx[nk.CTX_CH_C] = outs[-1].shape[1]
+    ctx[nk.CTX_BANDS] = bands.ctypes.data
+    ctx[nk.CTX_NBANDS] = nbands.ctypes.data
+    ctx[nk.CTX_CH_OFF] = ch_off.ctypes.data
+    ctx[nk.CTX_STAT_OFF] = stat_off.ctypes.data
+    ctx[nk.CTX_MEAN] = mean.ctypes.data
+    ctx[nk.CTX_INV_STD] = inv_std.ctypes.data
+    ctx[nk.CTX_CHANNELS] = mean.shape[0]
+    ctx[nk.CTX_UNIFORM] = uniform.ctypes.data
+    ctx[nk.CTX_FLIP] = flip_u8.ctypes.data
+    return ctx, keep
+
+
+def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size, crop: Crop = "center",
+                   flip: Flip = False, generator: torch.Generator | None = None, out: Output | None = None,
+                   threads: int | None = None, on_error: Literal["raise", "return"] = "raise",
+                   strict: bool = True, max_pixels: int | None = codec.DEFAULT_MAX_PIXELS,
+                   max_scans: int = codec.DEFAULT_MAX_SCANS):
+    """Read JPEGs and write the network input tensor(s) in one pass per image (CPU, float32).
+
+    Equal to ``to_tensor(read_dct_batch(srcs), layout, crop=crop, size=size, flip=flip,
+    generator=generator, out=out, backend="numba")`` (the same random draws from
+    ``generator``, in the same order), but faster: see the module docstring.
+
+    Args:
+        srcs: paths and/or bytes-like objects.
+        layout: the model's :class:`DCTLayout`.
+        size: crop size in pixels, ``int`` or ``(height, width)`` (multiples of 16; of 8 for
+            ``y_only``). Required: the output is allocated before any file is read.
+        crop: ``"center"`` or ``"random"``.
+        flip, generator: as in :func:`~dctnet.ops.to_tensor`.
+        out: CPU float32 tensor(s) to write into (e.g. pinned; a tuple ``(y, cbcr)`` for
+            ``late_concat``); allocated when None.
+        threads: reader threads, each decoding and gathering whole images (default:
+            ``os.cpu_count()``).
+        on_error: ``"raise"``: raise the first item's error after the whole batch was
+            processed. ``"return"``: return ``(output, errors)`` with ``errors[i]`` the
+            exception of item ``i`` (a :class:`~dctnet.codec.JPEGError`, ``OSError`` or
+            ``ValueError`` naming the file) or None; failed items' rows are zero.
+        strict, max_pixels, max_scans: as for :func:`~dctnet.codec.read_dct`.
+
+    Returns:
+        The output of :func:`~dctnet.ops.to_tensor` (``(B, C, Hb, Wb)`` float32, or ``(y,
+        cbcr)`` for ``late_concat``); with ``on_error="return"``, ``(output, errors)``.
+    """
+    from . import _numba as nk
+
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
+    if crop not in ("center", "random"):
+        raise ValueError(f"read_to_tensor needs crop='center' or crop='random' (got {crop!r}): the output is "
+                         "allocated before the files are read; for whole images use read_dct_batch + to_tensor")
+    if size is None:
+        raise ValueError("read_to_tensor needs size= (the output is allocated before the files are read)")
+    if threads is None:
+        threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    objs, names = [], []
+    for i, src in enumerate(srcs):
+        obj, name = codec._source_name(src, i)
+        objs.append(obj)
+        names.append(name)
+    batch = len(objs)
+    if batch == 0:
+        raise ValueError("empty batch: no images")
+    unit = 1 if layout.kind == "y_only" else 2
+    hb, wb = _pixels_to_blocks(size, unit, "8-pixel blocks" if unit == 1 else "16-pixel steps of the 4:2:0 geometry")
+    shapes = output_shapes(layout, batch, hb, wb)
+    if out is None:
+        outs = tuple(torch.empty(s, dtype=torch.float32) for s in shapes)
+    else:
+        outs = check_out(out, shapes, torch.float32)
+        if outs[0].device.type != "cpu":
+            raise ValueError(f"read_to_tensor writes CPU tensors (the reader's threads run the numba gather), but "
+                             f"out is on {outs[0].device}; read_dct_batch + to_tensor(backend='triton') fills CUDA "
+                             "tensors")
+    # the same draws, in the same order, as plan_geometry and to_tensor make
+    uniform = random_crop_draws(batch, generator) if crop == "random" else np.zeros((batch, 2))
+    flips = flip_flags(flip, batch, generator)
+    ctx, keep = _context(layout, batch, hb, wb, outs, crop, uniform, flips)
+    results = codec._native.read_batch(objs, strict, False, max_pixels or 0, max_scans, threads,
+                                       nk.sink_address(), ctx.ctypes.data)
+    del keep
+    errors: list[BaseException | None] = [None] * batch
+    for i, (result, name) in enumerate(zip(results, names)):
+        if result is None:                  # gathered by the reader's thread
+            continue
+        item = codec._build(result, name, False)
+        if isinstance(item, DCTImage):      # not on the fast path: the general one, same draws
+            try:
+                plan = plan_geometry([item], layout, crop=crop, size=size, flip=flips[i:i + 1],
+                                     uniform=uniform[i:i + 1])
+                run_plan(plan, layout, "numba", tuple(t[i:i + 1] for t in outs))
+                continue
+            except ValueError as e:
+                item = e
+        errors[i] = item
+        for t in outs:
+            t[i].zero_()
+    output = outs if layout.kind == "late_concat" else outs[0]
+    if out is not None:
+        output = out
+    if on_error == "return":
+        return output, errors
+    for e in errors:
+        if e is not None:
+            raise e
+    return output
