@@ -123,6 +123,17 @@ def test_dct_eval_batches_are_centre_crops(synth):
     assert label == synth.labels[5]
 
 
+def test_dct_cpu_batches_are_read_fused_with_the_same_numbers(synth):
+    """The CPU path (read_to_tensor: the reader's threads gather) equals the two-step path
+    (read_dct_batch + to_tensor, taken for an explicit torch backend) draw for draw."""
+    layout = DCTLayout("upsampling", 12).with_stats([3.0] * 36, [5.0] * 36)
+    req = BatchRequest(tuple(range(10)), seed=11)
+    fused, y_fused = DCTDataset(synth, layout, 32, train=True, threads=2)[req]
+    two_step, y_two = DCTDataset(synth, layout, 32, train=True, backend="torch")[req]
+    torch.testing.assert_close(fused, two_step, rtol=1e-6, atol=1e-5)
+    assert torch.equal(y_fused, y_two)
+
+
 def test_dct_loader_threads_do_not_change_batches(synth):
     layout = DCTLayout("upsampling", 4).with_stats([0.0] * 12, [1.0] * 12)
     ds = DCTDataset(synth, layout, 32, train=True)

@@ -3,7 +3,8 @@
 **DCT pipeline.** :class:`DCTDataset` is a torch ``Dataset`` whose items are whole *batches*:
 ``dataset[BatchRequest(indices, seed)]`` reads the batch's files with the native batch reader
 (:func:`dctnet.read_dct_batch`, GIL released) and turns them into the model's input with
-:func:`dctnet.ops.to_tensor` (numba kernel), augmenting in the DCT domain: a random crop on
+:func:`dctnet.ops.to_tensor` (numba kernel; on CPU both in one pass per image with
+:func:`dctnet.ops.read_to_tensor`), augmenting in the DCT domain: a random crop on
 16-pixel (4:2:0 block) boundaries and a random horizontal flip (exact: block columns
 reversed, odd horizontal frequencies negated). Reading a batch at once beats per-item
 ``__getitem__`` + collate: one call into the native reader and one kernel launch per batch,
@@ -216,6 +217,9 @@ class DCTDataset(torch.utils.data.Dataset):
 
     def load(self, request: BatchRequest, out=None):
         """``(inputs, labels)`` of one batch (see the class docstring); ``out``: buffers to write into."""
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        if self.backend in ("auto", "numba") and (first is None or first.device.type == "cpu"):
+            return self._load_fused(request, out)
         images, keep = self._read(request.indices)
         if not images:
             raise JPEGError(self.dataset.paths[request.indices[0]], "no readable image in this batch")
@@ -228,9 +232,36 @@ class DCTDataset(torch.utils.data.Dataset):
             x = to_tensor(images, self.layout, crop="random" if self.train else "center", size=self.size,
                           flip="random" if self.train else False, generator=g, backend=self.backend, out=out)
         except ValueError as e:
-            raise ValueError(f"{e} (every image must cover the {self.size}x{self.size} crop; resize the set with "
-                             "`dctnet prepare --short-side`)") from None
+            raise ValueError(f"{e}{self._SIZE_HINT}") from None
         return x, self.labels[list(keep)]
+
+    _SIZE_HINT = " (every image must cover the crop; resize the set with `dctnet prepare --short-side`)"
+
+    def _load_fused(self, request: BatchRequest, out):
+        """CPU batches: :func:`~dctnet.ops.read_to_tensor` (each image gathered by the reader
+        thread that decoded it; the same numbers as read_dct_batch + to_tensor)."""
+        from ..ops import read_to_tensor
+
+        paths = [self.dataset.paths[i] for i in request.indices]
+        g = torch.Generator().manual_seed(request.seed)
+        x, errors = read_to_tensor(paths, self.layout, size=self.size, crop="random" if self.train else "center",
+                                   flip="random" if self.train else False, generator=g, out=out,
+                                   threads=self.threads, on_error="return")
+        keep = []
+        for i, (p, e) in enumerate(zip(paths, errors)):
+            if e is None:
+                keep.append(i)
+            elif isinstance(e, ValueError) and not isinstance(e, JPEGError):  # too small, or not YCbCr/gray
+                raise ValueError(f"{e}{self._SIZE_HINT}") from None
+            elif self.on_error == "raise":
+                raise e if isinstance(e, JPEGError) else JPEGError(p, str(e))
+            else:
+                self.skipped.append(p)
+        if not keep:
+            raise JPEGError(paths[0], "no readable image in this batch")
+        if len(keep) < len(paths):
+            x = tuple(t[keep] for t in x) if isinstance(x, tuple) else x[keep]
+        return x, self.labels[[request.indices[i] for i in keep]]
 
     def __getitem__(self, request):
         if isinstance(request, BatchRequest):
