@@ -8,7 +8,9 @@ What each kind of model gets:
 
 * DCT models (``model.layout`` is a :class:`~dctnet.ops.DCTLayout`): coefficients read with
   :func:`~dctnet.read_dct_batch` on all cores, centre-cropped on block boundaries to the
-  model's input size, rearranged by :func:`~dctnet.ops.to_tensor`. Images smaller than the
+  model's input size, rearranged by :func:`~dctnet.ops.to_tensor` (on CPU both at once:
+  :func:`~dctnet.ops.read_to_tensor`, each file gathered by the thread that decoded it;
+  the same numbers). Images smaller than the
   crop take the documented fallback: decode, resize the shorter side to the crop size
   (Pillow bilinear), re-encode at the file's own estimated quality (IJG scaling; 95 when
   the tables are not IJG-scaled), 4:2:0, then read and crop as above. Each
@@ -127,7 +129,8 @@ class Classifier:
         compile: wrap the model in ``torch.compile``.
         labels: class names (list, TSV/text file); default: the checkpoint's, else ImageNet's.
         threads: reader / preprocessing threads (default: all cores).
-        backend: ``to_tensor`` backend for DCT models (``"auto"``: Triton on CUDA, numba on CPU).
+        backend: ``to_tensor`` backend for DCT models (``"auto"``: Triton on CUDA, numba on CPU,
+            where files are read with ``read_to_tensor``; ``"numba"`` likewise).
         preprocess: RGB models and ONNX: a :class:`~dctnet.data.rgb.RGBPreprocess` to use
             instead of the default.
     """
@@ -254,38 +257,86 @@ class Classifier:
             x = batch[ok] if ok else None
             if self.kind == "rgb" and x is not None:
                 x = torch.from_numpy(x)
+        elif self._fused_read_applies(srcs):
+            x, ok = self._prepare_fused(srcs, errors, paths)
         else:
-            images = self._read(srcs)
-            ready: list[DCTImage] = []
-            ok = []
-            for i, img in enumerate(images):
-                if isinstance(img, Exception):
-                    errors[i] = img
-                    continue
-                path = "dct"
-                try:
-                    if not self._fits(img):
-                        img, path = self._resized(img, srcs[i]), "dct-resized"
-                except (JPEGError, OSError) as e:
-                    errors[i] = e
-                    continue
-                except ValueError as e:  # e.g. CMYK: not convertible to the layout
-                    errors[i] = JPEGError(img.source, str(e).removeprefix(f"{img.source}: "))
-                    continue
-                ready.append(img)
-                ok.append(i)
-                paths[i] = path
-            x = None
-            if ready:
-                from .ops import to_tensor
-
-                # On CUDA the rearrangement runs on the GPU (Triton) from the int16 blocks.
-                x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend,
-                              device=self.device)
+            x, ok = self._prepare_dct(srcs, errors, paths)
         for i, e in enumerate(errors):  # name byte inputs by their position in the request
             if isinstance(e, JPEGError) and e.source.startswith("<bytes"):
                 errors[i] = JPEGError(f"<bytes #{offset + i}>", e.reason)
         return _Prepared(x, ok, paths, errors)
+
+    def _prepare_dct(self, srcs: Sequence[Source], errors: list, paths: list):
+        """DCT inputs via read_dct_batch (or given DCTImages) + to_tensor; fills ``errors`` and
+        ``paths``; returns ``(inputs or None, ok)``."""
+        images = self._read(srcs)
+        ready: list[DCTImage] = []
+        ok = []
+        for i, img in enumerate(images):
+            if isinstance(img, Exception):
+                errors[i] = img
+                continue
+            path = "dct"
+            try:
+                if not self._fits(img):
+                    img, path = self._resized(img, srcs[i]), "dct-resized"
+            except (JPEGError, OSError) as e:
+                errors[i] = e
+                continue
+            except ValueError as e:  # e.g. CMYK: not convertible to the layout
+                errors[i] = JPEGError(img.source, str(e).removeprefix(f"{img.source}: "))
+                continue
+            ready.append(img)
+            ok.append(i)
+            paths[i] = path
+        x = None
+        if ready:
+            from .ops import to_tensor
+
+            # On CUDA the rearrangement runs on the GPU (Triton) from the int16 blocks.
+            x = to_tensor(ready, self.layout, crop="center", size=self.image_size[0], backend=self.backend,
+                          device=self.device)
+        return x, ok
+
+    def _fused_read_applies(self, srcs: Sequence[Source]) -> bool:
+        return (self.device.type == "cpu" and self.backend in ("auto", "numba")
+                and not any(isinstance(s, DCTImage) for s in srcs))
+
+    def _prepare_fused(self, srcs: Sequence[Source], errors: list, paths: list):
+        """CPU DCT inputs with :func:`~dctnet.ops.read_to_tensor` (each file gathered by the reader
+        thread that decoded it); files it cannot take (smaller than the crop: the resize
+        fallback; not YCbCr/gray: the error) go through :meth:`_prepare_dct`."""
+        from .ops import read_to_tensor
+
+        size = self.image_size[0]
+        fused, errs = read_to_tensor(list(srcs), self.layout, size=size, crop="center", threads=self.threads,
+                                     on_error="return")
+        good = [i for i, e in enumerate(errs) if e is None]
+        redo = [i for i, e in enumerate(errs) if isinstance(e, ValueError) and not isinstance(e, JPEGError)]
+        for i, e in enumerate(errs):
+            if e is None:
+                paths[i] = "dct"
+            elif i not in redo:
+                errors[i] = e
+        rows = {i: (fused, i) for i in good}
+        if redo:
+            sub_errors: list = [None] * len(redo)
+            sub_paths: list = [None] * len(redo)
+            sub_x, sub_ok = self._prepare_dct([srcs[i] for i in redo], sub_errors, sub_paths)
+            for j, i in enumerate(redo):
+                errors[i], paths[i] = sub_errors[j], sub_paths[j]
+            rows.update({redo[j]: (sub_x, r) for r, j in enumerate(sub_ok)})
+        ok = sorted(rows)
+        if not ok:
+            return None, ok
+        if len(ok) == len(srcs) and not redo:
+            return fused, ok
+
+        def take(part: int):
+            return torch.stack([(src[part] if isinstance(src, tuple) else src)[r] for src, r in (rows[i] for i in ok)])
+
+        x = tuple(take(p) for p in range(len(fused))) if isinstance(fused, tuple) else take(0)
+        return x, ok
 
     # --- running -------------------------------------------------------------------------
 

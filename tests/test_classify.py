@@ -81,6 +81,26 @@ def test_dct_classifier_matches_manual_pipeline(dct_classifier, files):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_dct_classifier_cpu_fused_read_matches_two_step_path(dct_classifier, files):
+    """On CPU the classifier reads files with read_to_tensor (the reader's threads gather);
+    the explicit torch backend takes read_dct_batch + to_tensor: same rows, paths and errors."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(files[0]).convert("RGB").save(buf, "JPEG", quality=90, subsampling=2)   # 4:2:0: the fast path
+    srcs = [buf.getvalue(), *files, b"junk"]
+    two_step = Classifier(dct_classifier.model, labels=LABELS10, batch_size=8, threads=2, backend="torch")
+    fused = Classifier(dct_classifier.model, labels=LABELS10, batch_size=8, threads=2)
+    assert fused._fused_read_applies(srcs) and not two_step._fused_read_applies(srcs)
+    la, ea, pa = fused.predict_logits(srcs)
+    lb, eb, pb = two_step.predict_logits(srcs)
+    assert pa == pb == ["dct", "dct", "dct-resized", "dct", "dct", None]
+    assert [type(e) for e in ea] == [type(e) for e in eb] and "<bytes #5>" in str(ea[5])
+    np.testing.assert_allclose(la[:5], lb[:5], rtol=1e-4, atol=1e-4)
+
+
 def test_small_dctimage_cannot_take_the_fallback(dct_classifier, files):
     small = dctnet.read_dct(files[1])
     pred = dct_classifier.predict([small])[0]
