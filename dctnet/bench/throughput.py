@@ -3,8 +3,9 @@
 For each model and batch size, three figures in images/s, each the median (and spread:
 min..max) over ``repeats`` timed repeats after ``warmup`` untimed ones:
 
-* ``prepare``: JPEG bytes -> input tensor(s). DCT models: ``read_dct_batch`` + centre
-  crop + ``to_tensor``; RGB models and ONNX: decode + resize 256 + centre crop + normalise.
+* ``prepare``: JPEG bytes -> input tensor(s), as :class:`dctnet.Classifier` prepares them.
+  DCT models: ``read_dct_batch`` + centre crop + ``to_tensor`` (on CPU fused:
+  ``read_to_tensor``); RGB models and ONNX: decode + resize 256 + centre crop + normalise.
 * ``model``: the forward pass alone on a prepared batch (CUDA-synchronised on GPU).
 * ``end_to_end``: JPEG bytes -> top-5 through :class:`dctnet.Classifier` (which overlaps
   the next batch's preparation with the current forward pass).
