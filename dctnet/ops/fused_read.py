@@ -69,6 +69,33 @@ def _context(layout: DCTLayout, batch: int, hb: int, wb: int, outs: Sequence[tor
     return ctx, keep
 
 
+def _general_path(images: list[DCTImage], rows: list[int], layout: DCTLayout, crop: str, size: Size,
+                  flips: np.ndarray, uniform: np.ndarray, outs: tuple[torch.Tensor, ...], errors: list) -> None:
+    """The images the reader's callback handed back, into their ``rows`` of ``outs``: as one
+    batch (one plan, one kernel launch), or one by one when the batch has a bad item, so
+    that each error names its own file."""
+    try:
+        plan = plan_geometry(images, layout, crop=crop, size=size, flip=flips[rows], uniform=uniform[rows])
+    except ValueError:
+        for img, i in zip(images, rows):
+            try:
+                plan = plan_geometry([img], layout, crop=crop, size=size, flip=flips[i:i + 1],
+                                     uniform=uniform[i:i + 1])
+            except ValueError as e:
+                errors[i] = e
+                continue
+            run_plan(plan, layout, "numba", tuple(t[i:i + 1] for t in outs))
+        return
+    if rows == list(range(rows[0], rows[0] + len(rows))):          # contiguous: write in place
+        run_plan(plan, layout, "numba", tuple(t[rows[0]:rows[0] + len(rows)] for t in outs))
+        return
+    parts = tuple(torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype) for t in outs)
+    run_plan(plan, layout, "numba", parts)
+    index = torch.tensor(rows)
+    for t, part in zip(outs, parts):
+        t.index_copy_(0, index, part)
+
+
 def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size, crop: Crop = "center",
                    flip: Flip = False, generator: torch.Generator | None = None, out: Output | None = None,
                    threads: int | None = None, on_error: Literal["raise", "return"] = "raise",
@@ -141,21 +168,23 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
                                        nk.sink_address(), ctx.ctypes.data)
     del keep
     errors: list[BaseException | None] = [None] * batch
+    general: list[int] = []                  # not on the fast path: plan_geometry + numba, same draws
+    images: list[DCTImage] = []
     for i, (result, name) in enumerate(zip(results, names)):
-        if result is None:                  # gathered by the reader's thread
+        if result is None:                   # gathered by the reader's thread
             continue
         item = codec._build(result, name, False)
-        if isinstance(item, DCTImage):      # not on the fast path: the general one, same draws
-            try:
-                plan = plan_geometry([item], layout, crop=crop, size=size, flip=flips[i:i + 1],
-                                     uniform=uniform[i:i + 1])
-                run_plan(plan, layout, "numba", tuple(t[i:i + 1] for t in outs))
-                continue
-            except ValueError as e:
-                item = e
-        errors[i] = item
-        for t in outs:
-            t[i].zero_()
+        if isinstance(item, DCTImage):
+            general.append(i)
+            images.append(item)
+        else:
+            errors[i] = item
+    if general:
+        _general_path(images, general, layout, crop, size, flips, uniform, outs, errors)
+    for i, e in enumerate(errors):
+        if e is not None:
+            for t in outs:
+                t[i].zero_()
     output = outs if layout.kind == "late_concat" else outs[0]
     if out is not None:
         output = out
