@@ -241,6 +241,21 @@ def read_header(src: JPEGSource, *, max_pixels: int | None = None) -> JPEGHeader
     return out
 
 
+def _batch_arguments(srcs: Iterable[JPEGSource], threads: int | None) -> tuple[list, list[str], int]:
+    """What the native batch reader takes (paths / buffers), the names used in messages, and
+    the checked thread count (default ``os.cpu_count()``)."""
+    objs, names = [], []
+    for i, src in enumerate(srcs):
+        obj, name = _source_name(src, i)
+        objs.append(obj)
+        names.append(name)
+    if threads is None:
+        threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    return objs, names, threads
+
+
 def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
                    on_error: Literal["raise", "return"] = "raise", strict: bool = True,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -261,15 +276,7 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
-    objs, names = [], []
-    for i, src in enumerate(srcs):
-        obj, name = _source_name(src, i)
-        objs.append(obj)
-        names.append(name)
-    if threads is None:
-        threads = os.cpu_count() or 1
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
+    objs, names, threads = _batch_arguments(srcs, threads)
     results = _native.read_batch(objs, strict, False, max_pixels or 0, max_scans, threads)
     out = [_build(r, name, False) for r, name in zip(results, names)]
     if on_error == "raise":

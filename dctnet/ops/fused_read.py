@@ -19,7 +19,6 @@ numbers (tested).
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -137,15 +136,7 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
                          "allocated before the files are read; for whole images use read_dct_batch + to_tensor")
     if size is None:
         raise ValueError("read_to_tensor needs size= (the output is allocated before the files are read)")
-    if threads is None:
-        threads = os.cpu_count() or 1
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
-    objs, names = [], []
-    for i, src in enumerate(srcs):
-        obj, name = codec._source_name(src, i)
-        objs.append(obj)
-        names.append(name)
+    objs, names, threads = codec._batch_arguments(srcs, threads)
     batch = len(objs)
     if batch == 0:
         raise ValueError("empty batch: no images")
