@@ -24,9 +24,10 @@ import torch
 
 from jpeg_fixtures import sample_photos
 from dctnet import read_dct_batch
-from dctnet.data.rgb import RGBPreprocess
+from dctnet.imaging import RGBPreprocess
 from dctnet.models import create_model, from_rgb
-from dctnet.models.convert import converted_layout, prepare_jpeg
+from dctnet.imaging import prepare_jpeg
+from dctnet.models import converted_layout
 from dctnet.ops import to_tensor
 
 BATCH = 8

@@ -7,7 +7,7 @@ Groups (baseline of each marked with ``extra_info["baseline"]``, see benchmarks/
                          preallocated buffer.
   input-prep-<threads>t  per-image input preparation for deployment, the 100 sample photos:
                          RGB path (libjpeg-turbo decode of the original + resize shorter side
-                         256 + centre crop 224 + normalise; dctnet.data.rgb) vs DCT path
+                         256 + centre crop 224 + normalise; dctnet.imaging) vs DCT path
                          (the same photos prepared once at shorter side 256, q90, 4:2:0:
                          read_dct_batch + centre crop 224 + to_tensor, n = 64 and 16; and the
                          same fused: read_to_tensor, each image gathered by the reader thread
@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 import dctnet
-from dctnet.data.rgb import RGBPreprocess, decode_rgb, resize_shorter
+from dctnet.imaging import RGBPreprocess, decode_rgb, resize_shorter
 from dctnet.ops import DCTLayout, output_shapes, read_to_tensor, to_tensor
 
 

@@ -93,7 +93,7 @@ def test_dct_classifier_cpu_fused_read_matches_two_step_path(dct_classifier, fil
     srcs = [buf.getvalue(), *files, b"junk"]
     two_step = Classifier(dct_classifier.model, labels=LABELS10, batch_size=8, threads=2, backend="torch")
     fused = Classifier(dct_classifier.model, labels=LABELS10, batch_size=8, threads=2)
-    assert fused._fused_read_applies(srcs) and not two_step._fused_read_applies(srcs)
+    assert fused.pipeline.fused and not two_step.pipeline.fused
     la, ea, pa = fused.predict_logits(srcs)
     lb, eb, pb = two_step.predict_logits(srcs)
     assert pa == pb == ["dct", "dct", "dct-resized", "dct", "dct", None]
@@ -222,7 +222,7 @@ def test_eval_runs_registered_models_through_the_classifier(tmp_path, files):
     jpegs = [Path(f).read_bytes() for f in files[:2]] + [b"junk"]
     logits, errors = pred.predict_logits(jpegs)
     assert logits.shape == (3, 1000) and np.isnan(logits[2]).all() and not np.isnan(logits[:2]).any()
-    assert errors[0] is None and "Not a JPEG" in errors[2]
+    assert errors[0] is None and "Not a JPEG" in str(errors[2])
     assert pred.identity.startswith("torch:resnet50_dct_fbs2:untrained")
 
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from jpeg_fixtures import ONNX_MODEL, read_pnm, run_tool, sample_photos
 from dctnet import read_dct
 from dctnet.cli import main
-from dctnet.data.rgb import decode_rgb, resize_shorter
+from dctnet.imaging import decode_rgb, prepare_jpeg, resize_shorter
 from dctnet.models import create_model, from_rgb, load_model, model_complexity, save_checkpoint, stem_macs
-from dctnet.models.convert import (CLAMP_TOLERANCE, ConvertedFirstLayer, DCTFrontEnd, converted_layout,
-                                   fancy_upsample2x, prepare_jpeg)
+from dctnet.models.convert import ConvertedFirstLayer
+from dctnet.models.decode_path import CLAMP_TOLERANCE, DCTFrontEnd, converted_layout, fancy_upsample2x
 from dctnet.ops import to_tensor
 
 # tench (4:4:4 colour) and a spread of the sample: 4:4:4, 4:2:0 and grayscale sources.

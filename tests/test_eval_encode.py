@@ -9,7 +9,7 @@ import dctnet
 from jpeg_fixtures import sample_photos
 from dctnet.codec import ijg_qtables
 from dctnet.data.encode import DEFAULT_QFS, Setting, encode_setting, make_settings, parse_setting, reference_pixels
-from dctnet.data.rgb import decode_rgb
+from dctnet.imaging import decode_rgb
 from dctnet.evaluate.metrics import psnr
 
 

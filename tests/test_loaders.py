@@ -13,7 +13,7 @@ from dctnet import JPEGError, read_dct_batch
 from dctnet.data.datasets import open_dataset
 from dctnet.data.loaders import (BatchRequest, DCTDataset, DCTLoader, ItemRequest, RGBTrainDataset, SeededBatchSampler,
                                  SeededSampler, make_loader, random_resized_crop_box)
-from dctnet.data.rgb import decode_rgb, resize_shorter
+from dctnet.imaging import decode_rgb, resize_shorter
 from dctnet.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from dctnet.ops import DCTLayout, to_tensor
 

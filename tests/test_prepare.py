@@ -12,7 +12,7 @@ from PIL import Image
 from dctnet import read_header
 from dctnet.cli import main as cli_main
 from dctnet.data.prepare import prepare_tree
-from dctnet.data.rgb import decode_rgb
+from dctnet.imaging import decode_rgb
 from dctnet.data.synthetic import render
 
 

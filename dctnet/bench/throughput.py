@@ -125,15 +125,15 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
         gmacs = count_macs(net, *zeros) / 1e9
         params = count_params(net) / 1e6
 
-    prepared = clf._prepare(first)
+    prepared = clf.prepare(first)
     if len(prepared.ok) != batch:
         raise ValueError(f"{spec}: {batch - len(prepared.ok)} benchmark images failed to prepare: "
                          f"{[str(e) for e in prepared.errors if e is not None][:3]}")
     row = BenchRow(model=clf.name, kind=clf.kind, batch=batch, device=str(clf.device), dtype=str(dtype).replace(
         "torch.", ""), compiled=compile, gmacs=gmacs, params_m=params)
-    row.prepare = _timed(lambda: [clf._prepare(reps[i:i + batch]) for i in range(0, n, batch)], n, repeats,
+    row.prepare = _timed(lambda: [clf.prepare(reps[i:i + batch]) for i in range(0, n, batch)], n, repeats,
                          warmup, lambda: None)
-    row.model_forward = _timed(lambda: clf._forward(prepared), batch, max(repeats, 3) * max(1, n // batch), warmup,
+    row.model_forward = _timed(lambda: clf.forward(prepared), batch, max(repeats, 3) * max(1, n // batch), warmup,
                                sync)
     row.end_to_end = _timed(lambda: clf.predict_logits(reps), n, repeats, warmup, sync)
     return row

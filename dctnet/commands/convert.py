@@ -34,24 +34,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # start-up time: see dctnet/cli.py
 
-    from ..models import create_model, from_rgb, load_checkpoint, model_complexity, save_checkpoint, stem_macs
+    from ..models import from_rgb, model_complexity, resolve, save_checkpoint, stem_macs
 
     try:
-        ckpt = load_checkpoint(args.weights)
-        fc = ckpt.state_dict.get("fc.weight")
-        num_classes = int(fc.shape[0]) if fc is not None else 1000
-        rgb = create_model(args.model, num_classes=num_classes, weights=ckpt)
-        if getattr(rgb, "layout", None) is not None:
+        bundle = resolve(args.model, weights=args.weights)
+        if bundle.kind != "rgb":
             raise ValueError(f"--model {args.model} is a DCT model; convert takes an RGB ResNet")
+        num_classes = bundle.num_classes
         with torch.no_grad():
-            dct = from_rgb(rgb.eval(), args.bands)
+            dct = from_rgb(bundle.model.eval(), args.bands)
         macs = stem_macs(args.bands, out_channels=dct.stem_conv.out_channels)
         whole = model_complexity("resnet_from_rgb", base=args.model, bands=args.bands, num_classes=num_classes)
         rgb_whole = model_complexity(args.model, num_classes=num_classes)
         save_checkpoint(args.out, dct, model_name="resnet_from_rgb", model_kwargs=dct.model_kwargs,
-                        class_names=ckpt.class_names,
+                        class_names=bundle.class_names,
                         extra={"converted_from": args.model, "source_weights": str(args.weights),
                                "stem_macs": macs, "gmacs": whole.gmacs})
     except (ValueError, KeyError, FileNotFoundError, OSError) as e:

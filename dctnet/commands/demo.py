@@ -11,9 +11,15 @@ exists without any training.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
-import sys
+import time
 from pathlib import Path
+
+from ..data.datasets import imagenet_classes, synset_of_path
+from .inspect import expand_paths
+from .predict import run as predict
 
 HELP = "classify the shared ImageNet sample with the shared ONNX model and a DCT ResNet side by side"
 
@@ -41,17 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .predict import run as predict
-
     shared = shared_dir()
     ns = argparse.Namespace(
         files=[str(shared / "data" / "imagenet-sample")], model=[args.model], weights=[args.weights],
         onnx=[str(shared / "models" / "mobilenetv2-12-int8.onnx")], topk=args.topk, json=False, labels=None,
         batch_size=32, device="cpu", dtype="float32", compile=False, threads=None)
     if args.quiet:
-        import contextlib
-        import io
-
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             code = predict(ns)
@@ -65,18 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
 def converted_rows(onnx: Path, folder: Path, bands: list[int]) -> None:
     """Accuracy of the pretrained ONNX model fed DCT coefficients (exact conversion)."""
-    import time
+    import numpy as np  # start-up time: see dctnet/cli.py
 
-    import numpy as np
-
-    from ..data.datasets import imagenet_classes
     from ..models.onnx_frontend import OnnxDCTPredictor
-    from .inspect import expand_paths
-    from .predict import _SYNSET
 
     files = expand_paths([str(folder)])
     index = imagenet_classes().index
-    truth = [index.get(m.group(1)) if (m := _SYNSET.search(f)) else None for f in files]
+    truth = [index.get(s) if (s := synset_of_path(f)) else None for f in files]
     data = [Path(f).read_bytes() for f in files]
     for n in bands:
         predictor = OnnxDCTPredictor(onnx, n)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 
-HELP = "classify JPEGs with registered DCT/RGB models and ONNX classifiers, side by side"
+from ..data.datasets import imagenet_classes, synset_of_path
+from .inspect import expand_paths
 
-_SYNSET = re.compile(r"(?:^|/)(n\d{8})[_/][^/]*$")
+HELP = "classify JPEGs with registered DCT/RGB models and ONNX classifiers, side by side"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_classifiers(args: argparse.Namespace):
     """Classifiers for --model/--weights pairs and --onnx paths, with an 'untrained' flag each."""
-    import torch
+    import torch  # start-up time: see dctnet/cli.py
 
     from ..classify import Classifier
 
@@ -56,20 +56,16 @@ def build_classifiers(args: argparse.Namespace):
 
 def true_class(path: str, classifier) -> int | None:
     """Class index from an ImageNet-style file name (``n01440764_tench.JPEG``), if any."""
-    m = _SYNSET.search(path)
-    if m is None or classifier.class_names is None:
+    synset = synset_of_path(path)
+    if synset is None or classifier.class_names is None:
         return None
-    from ..data.datasets import imagenet_classes
-
     classes = imagenet_classes()
     if len(classes) != classifier.num_classes:
         return None
-    return classes.index.get(m.group(1))
+    return classes.index.get(synset)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .inspect import expand_paths
-
     files = expand_paths(args.files)
     if not files:
         print("dctnet predict: no JPEG files found", file=sys.stderr)

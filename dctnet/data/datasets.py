@@ -101,6 +101,16 @@ def imagenet_classes() -> ClassList:
     return load_class_list(IMAGENET_CLASSES_TSV)
 
 
+_SYNSET_FILE = re.compile(r"(?:^|/)(n\d{8})[_/][^/]*$")
+
+
+def synset_of_path(path: str) -> str | None:
+    """The ImageNet synset a file is named after (``.../n01440764_tench.JPEG`` or
+    ``.../n01440764/x.JPEG``), or ``None``."""
+    m = _SYNSET_FILE.search(path.replace(os.sep, "/"))
+    return m.group(1) if m else None
+
+
 @dataclass
 class Dataset:
     """A labelled list of image files.

@@ -4,7 +4,7 @@ A :class:`Setting` is one version of every image:
 
 * ``original``: the file's bytes as they are;
 * ``qf<Q>``: the original decoded (libjpeg-turbo, islow IDCT, fancy upsampling, see
-  :func:`dctnet.data.rgb.decode_rgb`) and re-encoded by libjpeg-turbo (PyTurboJPEG) at IJG
+  :func:`dctnet.imaging.decode_rgb`) and re-encoded by libjpeg-turbo (PyTurboJPEG) at IJG
   quality ``Q`` with the standard (Annex K) tables scaled by ``Q``, 4:2:0 sampling,
   no Huffman optimisation, baseline;
 * ``gray-qf<Q>``: the luma plane only (the decoder's own YCbCr->gray, i.e. Y), encoded as
@@ -21,7 +21,6 @@ the original's decode, reduced and/or turned gray the same way.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,24 +28,12 @@ import numpy as np
 from PIL import Image
 
 from ..codec import JPEGError
-from .rgb import decode_rgb
+from ..imaging import decode_rgb, encode_jpeg
 
 __all__ = ["DEFAULT_QFS", "Setting", "encode_setting", "make_settings", "parse_setting", "reference_pixels"]
 
 DEFAULT_QFS = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10)
 DOWNSCALES = (2, 4, 8)
-
-_tls = threading.local()
-
-
-def _turbo():
-    """One TurboJPEG handle per thread (the handles are not thread-safe)."""
-    tj = getattr(_tls, "tj", None)
-    if tj is None:
-        from turbojpeg import TurboJPEG
-        tj = _tls.tj = TurboJPEG()
-    return tj
-
 
 @dataclass(frozen=True, order=True)
 class Setting:
@@ -138,13 +125,8 @@ def encode_setting(original: bytes, setting: Setting, *, original_rgb: np.ndarra
     """
     if setting.is_original:
         return bytes(original)
-    from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_GRAY
-
     rgb = decode_rgb(original, name=name) if original_rgb is None else original_rgb
     if setting.downscale != 1 and min(rgb.shape[:2]) < setting.downscale:
         raise JPEGError(name, f"{rgb.shape[1]}x{rgb.shape[0]} is too small to downscale by {setting.downscale}")
     pixels = _transform(rgb, setting)
-    tj = _turbo()
-    if pixels.ndim == 2:
-        return tj.encode(pixels[:, :, None], quality=setting.qf, pixel_format=TJPF_GRAY, jpeg_subsample=TJSAMP_GRAY)
-    return tj.encode(pixels, quality=setting.qf, pixel_format=TJPF_RGB, jpeg_subsample=TJSAMP_420)
+    return encode_jpeg(pixels, setting.qf, subsampling="gray" if pixels.ndim == 2 else "420")

@@ -1,10 +1,10 @@
 """Training and validation data pipelines: DCT-domain (fast path) and RGB (baseline).
 
 **DCT pipeline.** :class:`DCTDataset` is a torch ``Dataset`` whose items are whole *batches*:
-``dataset[BatchRequest(indices, seed)]`` reads the batch's files with the native batch reader
-(:func:`dctnet.read_dct_batch`, GIL released) and turns them into the model's input with
-:func:`dctnet.ops.to_tensor` (numba kernel; on CPU both in one pass per image with
-:func:`dctnet.ops.read_to_tensor`), augmenting in the DCT domain: a random crop on
+``dataset[BatchRequest(indices, seed)]`` feeds the batch's files through the model's input
+pipeline (:class:`dctnet.pipeline.DCTPipeline` with ``train=True``: the native batch reader
+with the GIL released, the numba gather run by the reader's own threads on CPU),
+augmenting in the DCT domain: a random crop on
 16-pixel (4:2:0 block) boundaries and a random horizontal flip (exact: block columns
 reversed, odd horizontal frequencies negated). Reading a batch at once beats per-item
 ``__getitem__`` + collate: one call into the native reader and one kernel launch per batch,
@@ -22,7 +22,7 @@ aspect ratio (3/4, 4/3) log-uniform, 10 attempts, then a centre crop clamped to 
 ratio range) resized with Pillow bilinear (antialiased), ``RandomHorizontalFlip``, scale to
 [0, 1] and normalise. ``augment="crop"`` replaces the random-resized crop by a plain random
 crop (no rescaling; what the DCT pipeline can do). Validation uses
-:class:`dctnet.data.rgb.RGBPreprocess` (resize the shorter side, centre crop). It runs in a
+:class:`dctnet.imaging.RGBPreprocess` (resize the shorter side, centre crop). It runs in a
 torch ``DataLoader`` with worker processes, as torchvision's ImageNet recipe does.
 
 **Determinism.** Every random choice comes from a ``torch.Generator`` seeded by
@@ -43,8 +43,11 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, Sampler
 
-from ..codec import DCTImage, JPEGError, read_dct_batch
-from ..ops.layout import DCTLayout
+from ..codec import JPEGError
+from ..imaging import RGBPreprocess, decode_rgb, resize_for_crop, resize_shorter
+from ..models import resolve
+from ..ops import DCTLayout
+from ..pipeline import DCTPipeline
 from .datasets import Dataset
 
 __all__ = ["BatchRequest", "ItemRequest", "SeededBatchSampler", "SeededSampler", "DCTDataset", "DCTLoader",
@@ -194,6 +197,9 @@ class DCTDataset(torch.utils.data.Dataset):
             raise ValueError(f"DCT crop size must be a multiple of 16 pixels (4:2:0 blocks), not {size}")
         self.dataset, self.layout, self.size, self.train = dataset, layout, int(size), bool(train)
         self.threads, self.backend, self.on_error = int(threads), backend, on_error
+        # Images smaller than the crop are errors here (never re-encoded): prepare the set.
+        self.pipeline = DCTPipeline(layout, self.size, train=self.train, threads=self.threads, backend=backend,
+                                    small="error")
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
         self.skipped: list[str] = []
         self.pin = torch.cuda.is_available()
@@ -201,65 +207,22 @@ class DCTDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _read(self, indices: Sequence[int]) -> tuple[list[DCTImage], list[int]]:
-        paths = [self.dataset.paths[i] for i in indices]
-        read = read_dct_batch(paths, threads=self.threads, on_error="return")
-        images, keep = [], []
-        for i, (p, r) in enumerate(zip(paths, read)):
-            if isinstance(r, Exception):
-                if self.on_error == "raise":
-                    raise r if isinstance(r, JPEGError) else JPEGError(p, str(r))
-                self.skipped.append(p)
-                continue
-            images.append(r)
-            keep.append(indices[i])
-        return images, keep
-
     def load(self, request: BatchRequest, out=None):
         """``(inputs, labels)`` of one batch (see the class docstring); ``out``: buffers to write into."""
-        first = out[0] if isinstance(out, (tuple, list)) else out
-        if self.backend in ("auto", "numba") and (first is None or first.device.type == "cpu"):
-            return self._load_fused(request, out)
-        images, keep = self._read(request.indices)
-        if not images:
-            raise JPEGError(self.dataset.paths[request.indices[0]], "no readable image in this batch")
-        from ..ops import to_tensor
-
-        g = torch.Generator().manual_seed(request.seed)
-        if out is not None and len(images) != len(request.indices):
-            out = None  # a skipped file changes the batch's size
-        try:
-            x = to_tensor(images, self.layout, crop="random" if self.train else "center", size=self.size,
-                          flip="random" if self.train else False, generator=g, backend=self.backend, out=out)
-        except ValueError as e:
-            raise ValueError(f"{e}{self._SIZE_HINT}") from None
-        return x, self.labels[list(keep)]
-
-    _SIZE_HINT = " (every image must cover the crop; resize the set with `dctnet prepare --short-side`)"
-
-    def _load_fused(self, request: BatchRequest, out):
-        """CPU batches: :func:`~dctnet.ops.read_to_tensor` (each image gathered by the reader
-        thread that decoded it; the same numbers as read_dct_batch + to_tensor)."""
-        from ..ops import read_to_tensor
-
         paths = [self.dataset.paths[i] for i in request.indices]
-        g = torch.Generator().manual_seed(request.seed)
-        x, errors = read_to_tensor(paths, self.layout, size=self.size, crop="random" if self.train else "center",
-                                   flip="random" if self.train else False, generator=g, out=out,
-                                   threads=self.threads, on_error="return")
+        batch = self.pipeline(paths, seed=request.seed, out=out)
         keep = []
-        for i, (p, e) in enumerate(zip(paths, errors)):
-            if e is None:
+        for i, (path, error) in enumerate(zip(paths, batch.errors)):
+            if error is None:
                 keep.append(i)
-            elif isinstance(e, ValueError) and not isinstance(e, JPEGError):  # too small, or not YCbCr/gray
-                raise ValueError(f"{e}{self._SIZE_HINT}") from None
             elif self.on_error == "raise":
-                raise e if isinstance(e, JPEGError) else JPEGError(p, str(e))
+                raise error
             else:
-                self.skipped.append(p)
+                self.skipped.append(path)
         if not keep:
             raise JPEGError(paths[0], "no readable image in this batch")
-        if len(keep) < len(paths):
+        x = batch.inputs
+        if len(keep) < len(paths):  # a skipped file changes the batch's size
             x = tuple(t[keep] for t in x) if isinstance(x, tuple) else x[keep]
         return x, self.labels[[request.indices[i] for i in keep]]
 
@@ -400,8 +363,6 @@ class RGBTrainDataset(torch.utils.data.Dataset):
         """Augmented ``uint8 (size, size, 3)`` pixels of image ``index``."""
         from PIL import Image
 
-        from .rgb import decode_rgb, resize_shorter
-
         path = self.dataset.paths[index]
         rgb = decode_rgb(path)
         if self.augment == "rrc":
@@ -409,7 +370,7 @@ class RGBTrainDataset(torch.utils.data.Dataset):
             out = np.asarray(Image.fromarray(rgb).resize((self.size, self.size), Image.BILINEAR,
                                                          box=(left, top, left + w, top + h)))
         else:
-            rgb = resize_shorter(rgb, round(self.size * 256 / 224))
+            rgb = resize_shorter(rgb, resize_for_crop(self.size))
             hh, ww = rgb.shape[:2]
             if hh < self.size or ww < self.size:
                 raise JPEGError(path, f"{ww}x{hh} is smaller than the {self.size}x{self.size} crop")
@@ -427,15 +388,12 @@ class RGBTrainDataset(torch.utils.data.Dataset):
 
 
 class RGBEvalDataset(torch.utils.data.Dataset):
-    """Validation: :class:`dctnet.data.rgb.RGBPreprocess` (resize the shorter side to
+    """Validation: :class:`dctnet.imaging.RGBPreprocess` (resize the shorter side to
     ``round(size * 256 / 224)``, centre crop ``size``, normalise). Items as :class:`RGBTrainDataset`."""
 
     def __init__(self, dataset: Dataset, size: int, mean: Sequence[float], std: Sequence[float]):
-        from .rgb import RGBPreprocess
-
         self.dataset = dataset
-        self.preprocess = RGBPreprocess(resize=round(size * 256 / 224), crop=int(size), mean=tuple(mean),
-                                        std=tuple(std))
+        self.preprocess = RGBPreprocess.for_crop(int(size), mean, std)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -466,10 +424,13 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
                 rank: int = 0, world_size: int = 1, size: int | None = None, augment: str = "rrc",
                 scale: tuple[float, float] = (0.08, 1.0), backend: str = "auto", on_error: str = "raise",
                 pin_memory: bool | None = None):
-    """The loader a model needs: DCT (``model.layout`` set) or RGB (``model.input_config`` mean/std).
+    """The loader a model needs, from its bundle (:func:`dctnet.models.resolve`): DCT (the
+    bundle's :class:`~dctnet.ops.DCTLayout`, fed by :class:`~dctnet.pipeline.DCTPipeline`) or
+    RGB (the bundle's :class:`~dctnet.imaging.RGBPreprocess` mean and std).
 
     Args:
-        model: a model from ``dctnet.models.create_model`` (its layout must carry statistics).
+        model: a :class:`~dctnet.models.ModelBundle` or a model from ``create_model`` (a DCT
+            model's layout must carry statistics).
         dataset: labelled files; train: augmentation + shuffling + dropping the last partial
             batch, or centre crops in order; batch_size: per rank; workers: threads (DCT) or
             processes (RGB); seed, rank, world_size: see :class:`SeededBatchSampler`;
@@ -479,9 +440,10 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
     Returns:
         An iterable of ``(inputs, labels int64 (B,))`` with ``set_epoch(epoch)`` and ``len``.
     """
-    size = int(size or model.input_config.image_size[0])
-    layout = getattr(model, "layout", None)
-    if layout is not None:
+    bundle = resolve(model)
+    size = int(size or bundle.image_size)
+    if bundle.kind == "dct":
+        layout = bundle.input
         if layout.mean is None:
             raise ValueError("the model's layout has no normalisation statistics (dctnet.ops.compute_stats)")
         ds = DCTDataset(dataset, layout, size, train=train, threads=1 if workers > 0 else (os.cpu_count() or 1),
@@ -489,7 +451,9 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
         sampler = SeededBatchSampler(len(dataset), batch_size, shuffle=train, drop_last=train, seed=seed,
                                      rank=rank, world_size=world_size)
         return DCTLoader(ds, sampler, workers=workers, pin_memory=pin_memory)
-    cfg = model.input_config
+    if bundle.kind != "rgb":
+        raise ValueError(f"{bundle.name}: a {bundle.kind} model cannot be trained here")
+    cfg = bundle.input
     if train:
         ds = RGBTrainDataset(dataset, size, cfg.mean, cfg.std, augment=augment, scale=scale)
     else:

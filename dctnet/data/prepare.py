@@ -2,7 +2,7 @@
 
 Every image under ``src`` is decoded (libjpeg-turbo for JPEG, Pillow for PNG/BMP/WebP/TIFF),
 resized so that its shorter side is ``short_side`` pixels (Pillow bilinear, antialiased when
-shrinking; the new size is ``(round(w*s), round(h*s))`` as in :func:`dctnet.data.rgb.resize_shorter`)
+shrinking; the new size is ``(round(w*s), round(h*s))`` as in :func:`dctnet.imaging.resize_shorter`)
 and encoded by libjpeg-turbo at each requested quality with the standard (Annex K) tables
 scaled by the quality, 4:2:0 sampling, baseline. Grayscale sources are written as colour
 JPEGs with neutral chroma (every DCT layout then has chroma to read).
@@ -17,13 +17,17 @@ reported with its reason and the run continues.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from ..codec import JPEGError
+from ..imaging import decode_rgb, encode_jpeg, resize_shorter
 from .datasets import IMAGE_SUFFIXES
 
 __all__ = ["PrepareReport", "prepare_tree", "find_images", "prepare_image"]
@@ -54,12 +58,8 @@ def find_images(src: str) -> list[str]:
 
 
 def _decode(path: str) -> np.ndarray:
-    from .rgb import decode_rgb
-
     if path.lower().endswith(IMAGE_SUFFIXES):
         return decode_rgb(path)
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
@@ -69,18 +69,12 @@ def _decode(path: str) -> np.ndarray:
 
 def prepare_image(path: str, short_side: int | None, qfs: Sequence[int]) -> list[bytes]:
     """One source -> its JPEG bytes at each quality (see the module docstring)."""
-    from turbojpeg import TJPF_RGB, TJSAMP_420
-
-    from .encode import _turbo
-    from .rgb import resize_shorter
-
     rgb = _decode(path)
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise JPEGError(path, "empty image")
     if short_side:
         rgb = resize_shorter(rgb, short_side)
-    rgb = np.ascontiguousarray(rgb)
-    return [_turbo().encode(rgb, quality=int(q), pixel_format=TJPF_RGB, jpeg_subsample=TJSAMP_420) for q in qfs]
+    return [encode_jpeg(rgb, int(q), subsampling="420") for q in qfs]
 
 
 def _complete(path: str) -> bool:
@@ -112,10 +106,6 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
     Returns:
         :class:`PrepareReport`.
     """
-    import sys
-
-    from tqdm import tqdm
-
     src, dst = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
     qfs = [int(q) for q in qfs]
     if not qfs or any(not 1 <= q <= 100 for q in qfs) or len(set(qfs)) != len(qfs):

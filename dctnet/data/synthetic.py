@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..imaging import encode_jpeg
+
 __all__ = ["CLASSES", "SyntheticSpec", "render", "make_synthetic_dataset"]
 
 #: (folder name, description). Folder names sort in class-index order.
@@ -129,11 +131,7 @@ class SyntheticSpec:
 
 
 def _encode(rgb: np.ndarray, quality: int) -> bytes:
-    from turbojpeg import TJPF_RGB, TJSAMP_420
-
-    from .encode import _turbo  # one handle per thread
-
-    return _turbo().encode(rgb, quality=quality, pixel_format=TJPF_RGB, jpeg_subsample=TJSAMP_420)
+    return encode_jpeg(rgb, quality, subsampling="420")
 
 
 def make_synthetic_dataset(root: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec(), *,

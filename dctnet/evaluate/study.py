@@ -23,7 +23,7 @@ import numpy as np
 from ..codec import JPEGError
 from ..data.datasets import Dataset
 from ..data.encode import Setting, encode_setting, reference_pixels
-from ..data.rgb import decode_rgb
+from ..imaging import decode_rgb
 from .metrics import psnr, ssim
 from .predictors import Predictor
 from .selectors import rank_and_topk
@@ -237,7 +237,7 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
                             if perrs[j] is None:
                                 pred_rows.append((key, sname, p.name, int(ranks[j]), top5[j].tolist(), None))
                             else:
-                                pred_rows.append((key, sname, p.name, None, None, perrs[j]))
+                                pred_rows.append((key, sname, p.name, None, None, str(perrs[j])))
                     store.add_predictions(pred_rows)
                 store.commit()  # one transaction per chunk: an interruption loses at most a chunk
                 bar.update(len(idx))

@@ -1,17 +1,23 @@
 """Model zoo: RGB ResNets (torchvision-compatible) and DCT-input ResNet-50s, one registry.
 
+    resolve(model, *, weights=None, ...) -> ModelBundle   the one way a model is loaded (bundle.py)
     create_model(name, *, num_classes=1000, weights=None, **kwargs), list_models(pattern=None)
     save_checkpoint / load_checkpoint / load_model: the one checkpoint format
     model_complexity / count_macs / count_params: GMACs and parameters (flops.py)
 """
 
-from .checkpoint import Checkpoint, load_checkpoint, load_model, load_weights, read_state_dict, save_checkpoint
-from .flops import CONVENTION, Complexity, count_macs, count_params, model_complexity
-from .registry import create_model, is_model, list_models, register_model
+from .registry import is_model, list_models, model_builder, register_model
+from .checkpoint import Checkpoint, load_checkpoint, load_weights, read_state_dict, save_checkpoint
+from .bundle import ModelBundle, create_model, load_model, resolve
+from .onnx import OnnxModel
 from .resnet import InputConfig, ResNet
 from .resnet_dct import DCTResNet, init_from_rgb
-from .convert import DCTFrontEnd, converted_layout, from_rgb, stem_macs
+from .decode_path import DCTFrontEnd, converted_layout
+from .convert import from_rgb, stem_macs
+from .flops import CONVENTION, Complexity, count_macs, count_params, model_complexity
 
-__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTFrontEnd", "DCTResNet", "converted_layout", "from_rgb", "stem_macs", "InputConfig", "ResNet", "count_macs", "count_params",
-           "create_model", "init_from_rgb", "is_model", "list_models", "load_checkpoint", "load_model", "load_weights",
-           "model_complexity", "read_state_dict", "register_model", "save_checkpoint"]
+__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTFrontEnd", "DCTResNet", "InputConfig", "ModelBundle",
+           "OnnxModel", "ResNet", "converted_layout", "count_macs", "count_params", "create_model", "from_rgb",
+           "init_from_rgb", "is_model", "list_models", "load_checkpoint", "load_model", "load_weights",
+           "model_builder", "model_complexity", "read_state_dict", "register_model", "resolve", "save_checkpoint",
+           "stem_macs"]

@@ -24,7 +24,7 @@ import torch
 
 from ..ops.layout import DCTLayout
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_state_dict", "load_weights", "load_model"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_state_dict", "load_weights"]
 
 FORMAT = "dctnet-checkpoint"
 VERSION = 1
@@ -55,7 +55,8 @@ def save_checkpoint(path, model, *, class_names=None, layout: DCTLayout | None =
         class_names: list of str, one per output.
         layout: the DCT input layout with its normalisation statistics (default ``model.layout``).
         model_name: registry name (default ``model.model_name``).
-        model_kwargs: builder options needed to rebuild the model (``bands``, ``stride_in_1x1``...).
+        model_kwargs: builder options needed to rebuild the model (``bands``, ``stride_in_1x1``...;
+            default ``model.model_kwargs``, which ``create_model`` records).
         extra: free-form JSON-like data.
     """
     name = model_name or getattr(model, "model_name", None)
@@ -72,7 +73,8 @@ def save_checkpoint(path, model, *, class_names=None, layout: DCTLayout | None =
     if cfg is not None and cfg.mean is not None:
         normalization = {"mean": list(cfg.mean), "std": list(cfg.std)}
     payload = {
-        "format": FORMAT, "version": VERSION, "model": name, "model_kwargs": dict(model_kwargs or {}),
+        "format": FORMAT, "version": VERSION, "model": name,
+        "model_kwargs": dict(model_kwargs if model_kwargs is not None else getattr(model, "model_kwargs", None) or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "layout": layout.to_dict() if layout is not None else None,
         "normalization": normalization, "class_names": class_names, "extra": dict(extra or {}),
@@ -171,21 +173,3 @@ def load_weights(model, source) -> Checkpoint:
     if ckpt.class_names is not None:
         model.class_names = list(ckpt.class_names)
     return ckpt
-
-
-def load_model(path, **kwargs):
-    """Rebuild the model a dctnet checkpoint names and load it: ``create_model(ckpt.model, ...)``.
-
-    ``kwargs`` override the stored ``model_kwargs``; ``num_classes`` comes from the weights.
-    """
-    from .registry import create_model
-    ckpt = load_checkpoint(path)
-    if ckpt.model is None:
-        raise ValueError(f"{ckpt.source}: a plain state dict does not name its model; use create_model(name, weights=...)")
-    options = {**ckpt.model_kwargs, **kwargs}
-    fc = ckpt.state_dict.get("fc.weight")
-    if fc is not None:
-        options.setdefault("num_classes", fc.shape[0])
-    model = create_model(ckpt.model, **options)
-    load_weights(model, ckpt)
-    return model

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .bundle import create_model
 
 __all__ = ["CONVENTION", "PAPER_TABLE", "Complexity", "count_macs", "count_params", "model_complexity",
            "conv_macs", "bottleneck_macs"]
@@ -47,7 +50,6 @@ class Complexity:
 
 def count_macs(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     """MACs of conv and linear layers in ``model(*inputs)`` (whole batch), counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(*inputs)
@@ -66,7 +68,6 @@ def model_complexity(name: str, image_size: int | tuple[int, int] = 224, **kwarg
     The model is built on the meta device (no memory, no compute); ``kwargs`` go to
     ``create_model`` (e.g. ``num_classes``, ``stride_in_1x1``).
     """
-    from .registry import create_model
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     with torch.device("meta"):
         model = create_model(name, **kwargs).eval()

@@ -1,8 +1,8 @@
 """DCT coefficients into unchanged ONNX RGB classifiers (issue 8).
 
 An ONNX network cannot have the decode path folded into its first convolution from here,
-so the path runs in front of it: :class:`~dctnet.models.convert.DCTFrontEnd` (torch) turns
-the ``late_concat`` coefficients of a prepared JPEG (:func:`~dctnet.models.convert.prepare_jpeg`:
+so the path runs in front of it: :class:`~dctnet.models.decode_path.DCTFrontEnd` (torch) turns
+the ``late_concat`` coefficients of a prepared JPEG (:func:`~dctnet.imaging.prepare_jpeg`:
 shorter side 256, 224 crop on 16-pixel boundaries, 4:2:0) into the normalised float RGB
 ``(N, 3, 224, 224)`` the model takes. With ``n < 64`` bands the other coefficients are zero:
 this measures how a pretrained RGB network copes with n bands (it was not trained on them).
@@ -21,9 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
+import torch
 
-from ..evaluate.predictors import file_sha256
-from .convert import DCTFrontEnd, converted_layout, prepare_jpeg
+from ..codec import JPEGError, read_dct
+from ..imaging import RGBPreprocess, prepare_jpeg
+from ..ops import to_tensor
+from .decode_path import DCTFrontEnd, converted_layout
+from .onnx import OnnxModel, file_sha256
 
 __all__ = ["OnnxDCTPredictor", "frontend_macs", "prepared"]
 
@@ -64,9 +68,6 @@ class OnnxDCTPredictor:
                  mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
                  resize: int = 256, crop: int = 224, threads: int | None = None, batch_size: int = 32,
                  name: str | None = None):
-        from ..data.rgb import RGBPreprocess
-        from ..evaluate.predictors import OnnxPredictor
-
         if mode not in ("dct", "rgb"):
             raise ValueError(f"mode must be 'dct' or 'rgb', not {mode!r}")
         self.mode = mode
@@ -75,8 +76,8 @@ class OnnxDCTPredictor:
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = int(batch_size)
         self.rgb = RGBPreprocess(resize=None, crop=self.crop, mean=tuple(mean), std=tuple(std))
-        # OnnxPredictor checks the model (one 4-D float input of the crop size, 2-D output).
-        self.onnx = OnnxPredictor(path, preprocess=self.rgb, threads=self.threads, batch_size=self.batch_size)
+        # OnnxModel checks the model (one 4-D float input of the crop size, 2-D output).
+        self.onnx = OnnxModel(path, crop=self.crop, threads=self.threads)
         self.path = self.onnx.path
         self.num_classes = self.onnx.num_classes
         stem = os.path.splitext(os.path.basename(self.path))[0]
@@ -90,17 +91,12 @@ class OnnxDCTPredictor:
     def __repr__(self) -> str:
         return f"OnnxDCTPredictor({self.path!r}, bands={self.layout.bands}, mode={self.mode!r})"
 
-    def inputs(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[str | None]]:
+    def inputs(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[Exception | None]]:
         """The model inputs ``float32 (N, 3, crop, crop)`` for N JPEGs (rows of failed items
         are zero) and per-item error messages."""
-        import torch
-
-        from ..codec import JPEGError, read_dct
-        from ..ops import to_tensor
-
         n = len(jpegs)
         out = np.zeros((n, 3, self.crop, self.crop), np.float32)
-        errors: list[str | None] = [None] * n
+        errors: list[Exception | None] = [None] * n
 
         def prep(i: int):
             try:
@@ -110,7 +106,7 @@ class OnnxDCTPredictor:
                     return None
                 return read_dct(data)
             except (JPEGError, OSError, ValueError) as e:
-                errors[i] = str(e)
+                errors[i] = e if isinstance(e, JPEGError) else JPEGError(f"<bytes #{i}>", str(e))
                 return None
 
         if self.threads == 1 or n == 1:
@@ -126,17 +122,16 @@ class OnnxDCTPredictor:
                     out[ok] = self.frontend(y, cbcr).numpy()
         return out, errors
 
-    def predict_logits(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[str | None]]:
+    def predict_logits(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[Exception | None]]:
         """``N`` JPEGs -> ``(float32 (N, num_classes), errors)``; failed rows are NaN."""
         n = len(jpegs)
         logits = np.full((n, self.num_classes), np.nan, np.float32)
-        errors: list[str | None] = [None] * n
+        errors: list[Exception | None] = [None] * n
         for start in range(0, n, self.batch_size):
             x, errs = self.inputs(jpegs[start:start + self.batch_size])
             ok = [i for i, e in enumerate(errs) if e is None]
             for i, e in enumerate(errs):
                 errors[start + i] = e
             if ok:
-                res = self.onnx.session.run([self.onnx.output_name], {self.onnx.input_name: x[ok]})[0]
-                logits[[start + i for i in ok]] = res.astype(np.float32, copy=False)
+                logits[[start + i for i in ok]] = self.onnx(x[ok])
         return logits, errors

@@ -70,7 +70,7 @@ class UpsamplingStem(nn.Module):
         return self.bn_in(x)
 
 
-def _split_late_concat(y, cbcr):
+def split_late_concat(y, cbcr):
     if cbcr is None and isinstance(y, (tuple, list)) and len(y) == 2:
         y, cbcr = y
     if cbcr is None:
@@ -96,7 +96,7 @@ class LateConcatStem(nn.Module):
         self.bn_cbcr = nn.BatchNorm2d(cbcr_channels)
 
     def forward(self, y, cbcr=None):
-        y, cbcr = _split_late_concat(y, cbcr)
+        y, cbcr = split_late_concat(y, cbcr)
         _check_late_concat(y, cbcr, self.bn_y.num_features, self.bn_cbcr.num_features)
         return self.bn_y(y), self.bn_cbcr(cbcr)
 
@@ -115,7 +115,7 @@ class DeconvStem(nn.Module):
         self.bn_up = nn.BatchNorm2d(cbcr_channels)
 
     def forward(self, y, cbcr=None):
-        y, cbcr = _split_late_concat(y, cbcr)
+        y, cbcr = split_late_concat(y, cbcr)
         _check_late_concat(y, cbcr, self.bn_y.num_features, self.bn_cbcr.num_features)
         up = self.bn_up(self.deconv(self.bn_cbcr(cbcr)))
         return torch.cat([self.bn_y(y), up], dim=1)

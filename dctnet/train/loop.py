@@ -32,8 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from ..codec import read_dct_batch
+from ..data.datasets import open_dataset
+from ..data.loaders import make_loader
+from ..models import load_checkpoint, resolve, save_checkpoint
+from ..ops import DCTLayout, compute_stats
 from .distributed import DistContext, all_reduce_sum, broadcast_object, init_distributed
 
 __all__ = ["TrainConfig", "train", "compute_layout_stats"]
@@ -93,8 +99,6 @@ def _topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> tuple[i
 def compute_layout_stats(model, dataset, size: int, count: int, seed: int, threads: int | None = None):
     """The model's layout with mean/std measured on ``count`` training images (a seeded
     random subset, centre crops of ``size`` pixels)."""
-    from ..codec import read_dct_batch
-    from ..ops import compute_stats
 
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=g)[:max(1, min(count, len(dataset)))].tolist()
@@ -196,25 +200,19 @@ def train(config: TrainConfig) -> dict:
     Raises:
         ValueError: bad options or data (messages name the file or option).
     """
-    from ..data.datasets import open_dataset
-    from ..data.loaders import make_loader
-    from ..models import create_model, load_checkpoint, load_weights, save_checkpoint
-
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
         raise ValueError("epochs, batch size and learning rate must be positive")
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), not {config.label_smoothing}")
     ctx = init_distributed(config.device)
     try:
-        return _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint, load_weights,
-                      save_checkpoint)
+        return _train(config, ctx)
     finally:
         if ctx.owns_group:
-            import torch.distributed as dist
             dist.destroy_process_group()
 
 
-def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint, load_weights, save_checkpoint):
+def _train(config, ctx):
     if config.batch_size % ctx.world_size:
         raise ValueError(f"global batch size {config.batch_size} is not divisible by the {ctx.world_size} processes")
     per_rank = config.batch_size // ctx.world_size
@@ -235,27 +233,21 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
         candidate = os.path.join(config.out, "last.pt")
         resume_path = candidate if os.path.exists(candidate) else None
     ckpt = load_checkpoint(resume_path) if resume_path else None
-    model_kwargs = dict(config.model_kwargs)
-    if ckpt is not None:
-        if ckpt.model != config.model:
-            raise ValueError(f"{resume_path}: checkpoint is for model {ckpt.model!r}, not {config.model!r}")
-        if "train_state" not in ckpt.extra:
-            raise ValueError(f"{resume_path}: not a training checkpoint (no train_state); use it as weights instead")
-        model_kwargs = {**ckpt.model_kwargs, **model_kwargs}
 
     torch.manual_seed(config.seed)
-    model = create_model(config.model, num_classes=num_classes, **model_kwargs)
-    size = int(config.size or model.input_config.image_size[0])
-    layout = getattr(model, "layout", None)
-    if ckpt is not None:
-        load_weights(model, ckpt)
-        layout = getattr(model, "layout", None)
-    elif layout is not None:
+    # resolve: the checkpoint must be for this model; it supplies its builder options
+    bundle = resolve(config.model, weights=ckpt, num_classes=num_classes, **config.model_kwargs)
+    if ckpt is not None and "train_state" not in ckpt.extra:
+        raise ValueError(f"{resume_path}: not a training checkpoint (no train_state); use it as weights instead")
+    model = bundle.model
+    model_kwargs = dict(model.model_kwargs)
+    size = int(config.size or bundle.image_size)
+    layout = bundle.input if bundle.kind == "dct" else None
+    if ckpt is None and layout is not None:
         t0 = time.perf_counter()
         stats = None
         if ctx.is_main:
             stats = compute_layout_stats(model, train_set, size, config.stats_images, config.seed).to_dict()
-        from ..ops.layout import DCTLayout
         layout = DCTLayout.from_dict(broadcast_object(stats, ctx))
         model.layout = layout
         log.info(f"normalisation statistics of {layout.num_channels} channels from "
@@ -360,7 +352,6 @@ def _train(config, ctx, open_dataset, make_loader, create_model, load_checkpoint
                 save_checkpoint(best, model, class_names=class_names, layout=layout, model_kwargs=saved_kwargs,
                                 extra={"history": history, "metrics": record})
         if ctx.world_size > 1:
-            import torch.distributed as dist
             dist.barrier()
     return {"checkpoint": last, "best": best, "history": history, "model": model}
 

@@ -8,7 +8,7 @@
    ``small_resnet_rgb``, ``small_resnet_dct`` (64 bands) and ``small_resnet_dct_fbs{32,16,8}``
    (112x112 crops; the same random crop + flip augmentation, SGD recipe and epochs for RGB and
    DCT; the learning rate is set per input family, ``FAMILY_LR``);
-3. runs `dctnet eval` on the validation images re-encoded at every quality and prints its
+3. runs the evaluation of `dctnet eval` (its API) on the validation images re-encoded at every quality and prints its
    per-QF accuracy table.
 
 Everything is seeded: a rerun gives the same set, and reuses finished trainings and stored
@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from ..data.datasets import open_dataset
+from ..data.encode import make_settings
+from ..data.synthetic import SyntheticSpec, make_synthetic_dataset
+from ..evaluate.predictors import make_predictor
+from ..evaluate.study import run_study
+from .loop import TrainConfig, train
 
 __all__ = ["StudyConfig", "run_cpu_study", "accuracy_table", "STUDY_MODELS"]
 
@@ -48,15 +55,10 @@ class StudyConfig:
     qfs: tuple[int, ...] = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10)
     plots: bool = False
     progress: bool = True
-    extra_eval_args: list[str] = field(default_factory=list)
 
 
 def run_cpu_study(config: StudyConfig) -> int:
     """Run the study (see the module docstring); returns `dctnet eval`'s exit code."""
-    from ..cli import main as cli_main
-    from ..data.synthetic import SyntheticSpec, make_synthetic_dataset
-    from .loop import TrainConfig, train
-
     t0 = time.perf_counter()
     os.makedirs(config.out, exist_ok=True)
     paths = make_synthetic_dataset(os.path.join(config.out, "data"),
@@ -76,17 +78,13 @@ def run_cpu_study(config: StudyConfig) -> int:
         print(f"[study] {name}: val top-1 {100 * last.get('val_top1', float('nan')):.1f} after "
               f"{len(result['history'])} epochs ({time.perf_counter() - t1:.0f} s)", flush=True)
         weights.append(result["checkpoint"])
-    argv = ["eval", paths["val"], "--classes", paths["classes"], "--out", os.path.join(config.out, "eval"),
-            "--qf", ",".join(str(q) for q in config.qfs), "--batch-size", "16"]
-    for name, w in zip(config.models, weights):
-        argv += ["--model", name, "--weights", w]
-    if not config.plots:
-        argv.append("--no-plots")
-    if not config.progress:
-        argv.append("--no-progress")
-    argv += list(config.extra_eval_args)
-    print("[study] dctnet " + " ".join(argv), flush=True)
-    code = cli_main(argv)
+    # The evaluation `dctnet eval --model NAME --weights PATH ...` would run, through its API.
+    print(f"[study] evaluating {', '.join(config.models)} on {paths['val']} at QF {config.qfs}", flush=True)
+    dataset = open_dataset(paths["val"], classes=paths["classes"])
+    predictors = [make_predictor(name, w, batch_size=16) for name, w in zip(config.models, weights)]
+    run_study(dataset, predictors, make_settings(config.qfs), os.path.join(config.out, "eval"), chunk=16,
+              progress=config.progress, report_options={"plots": config.plots})
+    code = 0
     summary = os.path.join(config.out, "eval", "summary.json")
     if code == 0 and os.path.exists(summary):
         print(accuracy_table(summary), flush=True)

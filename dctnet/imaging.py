@@ -1,0 +1,295 @@
+"""Pixels: JPEG <-> RGB with libjpeg-turbo, and the standard RGB preprocessing.
+
+The one place dctnet decodes a JPEG to pixels, encodes pixels to a JPEG, resizes and crops
+pixels (``docs/architecture.md``, layer 2 of 9). Everything that needs pixels (RGB models,
+`dctnet eval`'s re-encoded versions, `dctnet prepare`, the exact conversion, the synthetic
+set, the Classifier's fallback for images smaller than the crop) calls these functions.
+
+* :func:`decode_rgb`: libjpeg-turbo through simplejpeg (islow IDCT, fancy upsampling; it
+  releases the GIL and turns every libjpeg warning, i.e. corrupt data, into an error).
+  The header is checked first with :func:`dctnet.read_header` against the same pixel limit
+  as the coefficient reader, so a tiny file claiming 65500x65500 is refused before anything
+  image-sized is allocated.
+* :func:`encode_jpeg`: libjpeg-turbo through PyTurboJPEG (one handle per thread: handles are
+  not thread-safe), IJG quality scaling of the standard tables, no Huffman optimisation,
+  baseline.
+* :func:`resize_shorter` / :func:`center_crop` / :func:`resize_for_crop`: the ImageNet
+  evaluation geometry (torchvision's ``Resize(256)`` + ``CenterCrop(224)``) written without
+  torchvision: Pillow ``BILINEAR`` (antialiased when downscaling), new size
+  ``(round(w*s), round(h*s))`` with ``s = resize / min(w, h)``, crop at
+  ``((w - crop) // 2, (h - crop) // 2)``.
+* :class:`RGBPreprocess`: decode + resize + crop + normalise as one declared, hashable value
+  (what an RGB model's bundle records as its input).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+from .codec import DEFAULT_MAX_PIXELS, JPEGError, JPEGSource, read_header
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "decode_rgb", "encode_jpeg",
+           "prepare_jpeg", "read_bytes", "reencode_quality", "resize_for_crop", "resize_shorter"]
+
+#: ImageNet's per-channel mean and standard deviation of RGB values scaled to [0, 1].
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Subsampling = Literal["444", "422", "420", "gray"]
+
+
+def read_bytes(src: JPEGSource, name: str | None = None) -> tuple[bytes | bytearray | memoryview, str]:
+    """The bytes of a path or bytes-like source and its name (the path, or ``name``/``"<bytes>"``)."""
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fsdecode(src)
+        try:
+            with open(path, "rb") as f:
+                return f.read(), name or path
+        except (OSError, ValueError) as e:  # ValueError: NUL byte in the path
+            raise JPEGError(name or path, f"cannot open: {e}") from None
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return src, name or "<bytes>"
+    raise TypeError(f"expected a path or a bytes-like object, got {type(src).__name__}")
+
+
+def decode_rgb(src: JPEGSource, *, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a JPEG to RGB with libjpeg-turbo (islow IDCT, fancy upsampling).
+
+    Args:
+        src: a path or the JPEG's bytes.
+        name: the source's name in errors (default: the path, or ``"<bytes>"``).
+        max_pixels: refuse images with more pixels than this (checked on the header, before
+            decoding); ``None`` for no limit.
+
+    Returns:
+        ``uint8 (H, W, 3)``. Grayscale files give three equal channels.
+
+    Raises:
+        JPEGError: naming the source, for anything libjpeg-turbo rejects or warns about
+            (corrupt data is an error, as in :func:`dctnet.read_dct`) and for the pixel limit.
+    """
+    data, name = read_bytes(src, name)
+    if len(data) == 0:
+        raise JPEGError(name, "empty input (0 bytes)")
+    try:
+        header = read_header(data)
+    except JPEGError as e:
+        raise JPEGError(name, e.reason) from None
+    if max_pixels and header.width * header.height > max_pixels:
+        raise JPEGError(name, f"{header.width}x{header.height} = {header.width * header.height} pixels exceeds "
+                              f"the limit of {max_pixels} (max_pixels)")
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
+    except ValueError as e:
+        raise JPEGError(name, str(e)) from None
+
+
+_tls = threading.local()
+
+
+def _turbo():
+    """This thread's TurboJPEG handle (handles are not thread-safe)."""
+    tj = getattr(_tls, "tj", None)
+    if tj is None:
+        from turbojpeg import TurboJPEG  # loads libturbojpeg; only encoders need it
+
+        tj = _tls.tj = TurboJPEG()
+    return tj
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = "420") -> bytes:
+    """Encode pixels as a baseline JPEG with libjpeg-turbo.
+
+    Args:
+        pixels: ``uint8 (H, W, 3)`` RGB, or ``uint8 (H, W)`` / ``(H, W, 1)`` gray (then
+            ``subsampling`` must be ``"gray"``).
+        quality: IJG quality 1..100 (the standard Annex K tables scaled by it).
+        subsampling: chroma sampling of a colour image (``"444"``, ``"422"``, ``"420"``), or
+            ``"gray"`` for a one-component file.
+
+    Returns:
+        The JPEG's bytes (libjpeg-turbo's TurboJPEG defaults otherwise: its default forward
+        DCT, no Huffman optimisation, no restart markers).
+    """
+    from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY
+
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be 1..100, not {quality}")
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"pixels must be uint8, not {pixels.dtype}")
+    if subsampling == "gray":
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.ndim != 3 or pixels.shape[2] != 1:
+            raise ValueError(f"gray pixels must be (H, W) or (H, W, 1), not {pixels.shape}")
+        return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_GRAY, jpeg_subsample=TJSAMP_GRAY)
+    samp = {"444": TJSAMP_444, "422": TJSAMP_422, "420": TJSAMP_420}.get(subsampling)
+    if samp is None:
+        raise ValueError(f"subsampling must be '444', '422', '420' or 'gray', not {subsampling!r}")
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"RGB pixels must be (H, W, 3), not {pixels.shape}")
+    return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_RGB, jpeg_subsample=samp)
+
+
+def reencode_quality(estimated: float | None, default: int = 95) -> int:
+    """The IJG quality to re-encode a file at: its estimated quality rounded into 1..100, or
+    ``default`` when its tables are not IJG-scaled (``estimated is None``)."""
+    return default if estimated is None else int(round(min(max(estimated, 1), 100)))
+
+
+def resize_for_crop(crop: int) -> int:
+    """The shorter side an image is resized to before a centre crop of ``crop`` pixels:
+    ``round(crop * 256 / 224)`` (ImageNet's 256 -> 224 ratio; 256 for 224)."""
+    return round(crop * 256 / 224)
+
+
+def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``uint8 (H, W, C)`` so its shorter side is ``size`` (Pillow BILINEAR, antialiased).
+
+    The new size is ``(round(w * s), round(h * s))`` with ``s = size / min(w, h)``.
+    """
+    h, w = image.shape[:2]
+    s = size / min(w, h)
+    new_w, new_h = round(w * s), round(h * s)
+    if (new_w, new_h) == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``size x size`` at ``((w - size) // 2, (h - size) // 2)`` of ``(H, W, C)``."""
+    h, w = image.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"image of {w}x{h} is smaller than the {size}x{size} crop")
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+@dataclass(frozen=True)
+class RGBPreprocess:
+    """Decode + resize + centre crop + normalise, as one callable (an RGB model's input).
+
+    Args:
+        resize: shorter side after resizing (pixels); ``None`` skips the resize.
+        crop: side of the square centre crop (pixels).
+        mean, std: per-channel normalisation of values scaled to [0, 1].
+    """
+
+    resize: int | None = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def for_crop(cls, crop: int, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> "RGBPreprocess":
+        """The ImageNet evaluation preprocessing for a ``crop``-pixel model: resize the shorter
+        side to :func:`resize_for_crop` (``crop``), centre crop, normalise."""
+        return cls(resize=resize_for_crop(crop), crop=int(crop), mean=tuple(mean), std=tuple(std))
+
+    def to_dict(self) -> dict:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RGBPreprocess":
+        return cls(resize=d.get("resize"), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
+
+    def pixels(self, src: JPEGSource, *, name: str | None = None) -> np.ndarray:
+        """Decoded, resized and cropped pixels: ``uint8 (crop, crop, 3)``."""
+        data, name = read_bytes(src, name)
+        image = decode_rgb(data, name=name)
+        if self.resize is not None:
+            image = resize_shorter(image, self.resize)
+        try:
+            return center_crop(image, self.crop)
+        except ValueError as e:
+            raise JPEGError(name, str(e)) from None
+
+    def normalize(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``uint8 (H, W, 3)`` -> ``float32 (3, H, W)``: ``(x / 255 - mean) / std``."""
+        scale = (1.0 / (255.0 * np.asarray(self.std, np.float32))).astype(np.float32)
+        offset = (-np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)).astype(np.float32)
+        if out is None:
+            out = np.empty((3,) + pixels.shape[:2], np.float32)
+        chw = pixels.transpose(2, 0, 1)
+        np.multiply(chw, scale[:, None, None], out=out, casting="unsafe")
+        out += offset[:, None, None]
+        return out
+
+    def __call__(self, src: JPEGSource, *, name: str | None = None) -> np.ndarray:
+        """One image: ``float32 (3, crop, crop)``."""
+        return self.normalize(self.pixels(src, name=name))
+
+    def batch(self, srcs: Sequence[JPEGSource], *, threads: int | None = None, out: np.ndarray | None = None,
+              names: Sequence[str] | None = None) -> tuple[np.ndarray, list[Exception | None]]:
+        """Many images on a thread pool (decoding and resizing release the GIL).
+
+        Args:
+            srcs: N paths or JPEG bytes.
+            threads: pool size (default: all cores).
+            out: ``float32 (N, 3, crop, crop)`` to write into.
+            names: the sources' names in errors (default: paths, ``"<bytes>"``).
+
+        Returns:
+            ``(float32 (N, 3, crop, crop), errors)``: ``errors[i]`` is item i's
+            :class:`~dctnet.JPEGError` (its rows are zero) or ``None`` (the batch-result
+            convention of ``docs/architecture.md``).
+        """
+        n = len(srcs)
+        if out is None:
+            out = np.empty((n, 3, self.crop, self.crop), np.float32)
+        elif out.shape != (n, 3, self.crop, self.crop) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {(n, 3, self.crop, self.crop)}, got {out.dtype} {out.shape}")
+        errors: list[Exception | None] = [None] * n
+
+        def work(i: int) -> None:
+            try:
+                self.normalize(self.pixels(srcs[i], name=None if names is None else names[i]), out=out[i])
+            except (JPEGError, OSError) as e:
+                out[i] = 0.0
+                errors[i] = e if isinstance(e, JPEGError) else JPEGError(str(getattr(e, "filename", "?")), str(e))
+
+        threads = threads or os.cpu_count() or 1
+        if threads == 1 or n == 1:
+            for i in range(n):
+                work(i)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, range(n)))
+        return out, errors
+
+
+def prepare_jpeg(data: bytes, *, resize: int = 256, crop: int = 224, quality: int | None = None,
+                 name: str = "<bytes>") -> bytes:
+    """A JPEG as the papers prepare them for DCT models: decode (libjpeg-turbo), resize the
+    shorter side to ``resize`` (Pillow bilinear, as :class:`~dctnet.imaging.RGBPreprocess`),
+    take the ``crop x crop`` centre crop with its offsets rounded down to 16-pixel
+    (4:2:0 macroblock) boundaries, and encode it with libjpeg-turbo at ``quality`` (default:
+    the source's estimated IJG quality, 95 when its tables are not IJG-scaled), 4:2:0.
+
+    The result is exactly the crop's blocks of the resized image encoded whole, so the RGB
+    network (on its libjpeg-turbo decode) and the DCT network (on its coefficients) see the
+    same pixels. Returns the JPEG bytes (``crop x crop``, 4:2:0).
+    """
+    if crop % 16:
+        raise ValueError(f"crop must be a multiple of 16 pixels (4:2:0 macroblocks), not {crop}")
+    rgb = decode_rgb(data, name=name)
+    if resize is not None:
+        rgb = resize_shorter(rgb, resize)
+    h, w = rgb.shape[:2]
+    if h < crop or w < crop:
+        raise JPEGError(name, f"{w}x{h} is smaller than the {crop}x{crop} crop")
+    top, left = ((h - crop) // 2) // 16 * 16, ((w - crop) // 2) // 16 * 16
+    pixels = np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+    if quality is None:
+        quality = reencode_quality(read_header(data).quality)
+    return encode_jpeg(pixels, int(quality), subsampling="420")

@@ -1,0 +1,274 @@
+"""Input pipelines: JPEG sources in, one batch of model inputs and per-item errors out.
+
+This file answers "where is the code that turns a JPEG into the tensor for model X":
+a model's :class:`~dctnet.models.ModelBundle` says what its input is (a
+:class:`~dctnet.ops.DCTLayout` or an :class:`~dctnet.imaging.RGBPreprocess`) and
+``bundle.pipeline(...)`` builds one of the pipelines below. The Classifier, `dctnet eval`,
+the training loaders and `dctnet bench throughput` all feed models through them.
+
+* :class:`DCTPipeline`: coefficients, never pixels. On CPU (numba backend) each file is read
+  and gathered into the batch by the reader thread that decoded it
+  (:func:`dctnet.ops.read_to_tensor`); files that route cannot take (chroma other than
+  4:2:0, which needs DCT-domain resampling; given ``DCTImage`` s; CUDA outputs) go through
+  :func:`dctnet.read_dct_batch` + :func:`dctnet.ops.to_tensor`, the same numbers. Crops are
+  centred (evaluation) or random with random flips (training, seeded), on block boundaries.
+  An image smaller than the crop is, for evaluation only, decoded, resized (shorter side =
+  crop, Pillow bilinear) and re-encoded at its own estimated quality (``small="resize"``;
+  the item's ``path`` is then ``"dct-resized"``), or an error (``small="error"``).
+* :class:`RGBPipeline`: decode, resize, centre crop, normalise (:class:`RGBPreprocess`).
+
+The batch-result convention (``docs/architecture.md``): a pipeline returns a :class:`Batch`
+whose ``inputs`` have one row per source, ``errors[i]`` is ``None`` or the
+:class:`~dctnet.JPEGError` (a ``ValueError``) naming source i, and a failed item's rows are
+zero, never stale. Bytes sources are named ``<bytes #i>`` by their position ``offset + i``
+in the caller's request.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, NamedTuple, Sequence, Union
+
+import numpy as np
+import torch
+
+from .codec import DCTImage, JPEGError, JPEGSource, read_dct, read_dct_batch
+from .imaging import RGBPreprocess, decode_rgb, encode_jpeg, read_bytes, reencode_quality, resize_shorter
+from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
+
+__all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "source_name"]
+
+Source = Union[JPEGSource, DCTImage]
+Inputs = Union[torch.Tensor, tuple, np.ndarray]
+
+
+class Batch(NamedTuple):
+    """One prepared batch.
+
+    Attributes:
+        inputs: the model's input, one row per source: ``float32`` tensor ``(B, C, h, w)``, a
+            ``(y, cbcr)`` tuple for late-concat DCT layouts, or a NumPy ``float32
+            (B, 3, crop, crop)`` array for ONNX models. ``None`` when every item failed.
+        errors: per source, ``None`` or the exception naming it (rows zero).
+        paths: per source, how its input was made (``"dct"``, ``"dct-resized"``, ``"rgb"``),
+            ``None`` on error.
+    """
+
+    inputs: Inputs | None
+    errors: list[Exception | None]
+    paths: list[str | None]
+
+    @property
+    def ok(self) -> list[int]:
+        """Positions of the items that have an input."""
+        return [i for i, e in enumerate(self.errors) if e is None]
+
+
+def source_name(src: Source, index: int) -> str:
+    """A source's name in results and errors: its path, a DCTImage's source, or ``<bytes #index>``."""
+    if isinstance(src, DCTImage):
+        return src.source
+    if isinstance(src, (str, os.PathLike)):
+        return os.fsdecode(src)
+    return f"<bytes #{index}>"
+
+
+def _renamed(errors: list, offset: int) -> list:
+    """Byte inputs named by their position in the whole request (the reader numbers them per call)."""
+    out = list(errors)
+    for i, e in enumerate(out):
+        if isinstance(e, JPEGError) and e.source.startswith("<bytes"):
+            out[i] = JPEGError(f"<bytes #{offset + i}>", e.reason)
+    return out
+
+
+def _as_jpeg_error(e: Exception, name: str) -> JPEGError:
+    if isinstance(e, JPEGError):
+        return e
+    return JPEGError(name, str(e).removeprefix(f"{name}: "))
+
+
+class Pipeline:
+    """What every pipeline offers: ``pipeline(srcs, offset=0) -> Batch`` (see the module docstring)."""
+
+    kind: str
+
+    def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None) -> Batch:
+        raise NotImplementedError
+
+
+class RGBPipeline(Pipeline):
+    """JPEG -> decode -> resize -> centre crop -> normalise, on a thread pool.
+
+    Args:
+        preprocess: the model's :class:`~dctnet.imaging.RGBPreprocess`.
+        threads: decoding threads (default: all cores).
+        output: ``"torch"`` (a CPU tensor) or ``"numpy"`` (ONNX models).
+        path: the name of this route in :attr:`Batch.paths` (``"rgb"`` or ``"onnx"``).
+
+    ``pipeline(srcs)`` gives ``Batch(inputs float32 (B, 3, crop, crop), errors, paths)``.
+    """
+
+    kind = "rgb"
+
+    def __init__(self, preprocess: RGBPreprocess, *, threads: int | None = None,
+                 output: Literal["torch", "numpy"] = "torch", path: str = "rgb"):
+        self.preprocess = preprocess
+        self.threads = threads or os.cpu_count() or 1
+        self.output, self.path = output, path
+
+    def __repr__(self) -> str:
+        return f"RGBPipeline({self.preprocess!r})"
+
+    def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None) -> Batch:
+        names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
+        for i, s in enumerate(srcs):
+            if isinstance(s, DCTImage):
+                raise TypeError(f"{names[i]}: RGB models take JPEG paths or bytes, not DCTImages")
+        x, errors = self.preprocess.batch(list(srcs), threads=self.threads, names=names)
+        paths = [self.path if e is None else None for e in errors]
+        inputs = torch.from_numpy(x) if self.output == "torch" else x
+        return Batch(inputs if any(e is None for e in errors) else None, errors, paths)
+
+
+class DCTPipeline(Pipeline):
+    """JPEG coefficients -> crop / flip / chroma alignment / bands / dequantise / normalise.
+
+    Args:
+        layout: the model's :class:`~dctnet.ops.DCTLayout` (with its statistics).
+        size: crop side in pixels (the model's input size; multiple of 16 for 4:2:0 layouts).
+        train: random crop + random flip, seeded per batch (``pipeline(srcs, seed=s)``), or a
+            centre crop (evaluation).
+        threads: reader threads (default: all cores).
+        device: where the inputs go; on CUDA the rearrangement runs there (Triton).
+        backend: :func:`~dctnet.ops.to_tensor` backend (``"auto"``: numba on CPU, Triton on CUDA).
+        small: images smaller than the crop: ``"resize"`` (decode, resize the shorter side to
+            the crop, re-encode at the file's estimated quality: not exact, named
+            ``"dct-resized"``; evaluation only) or ``"error"``.
+        out: caller-owned output buffer(s) (e.g. pinned memory), used when shapes match.
+
+    ``pipeline(srcs, seed=None)`` gives ``Batch(inputs, errors, paths)``: inputs
+    ``float32 (B, C, size/8, size/8)`` (``(y, cbcr)`` for late-concat layouts).
+    """
+
+    kind = "dct"
+
+    def __init__(self, layout: DCTLayout, size: int, *, train: bool = False, threads: int | None = None,
+                 device: str | torch.device = "cpu", backend: str = "auto",
+                 small: Literal["resize", "error"] = "resize"):
+        if small not in ("resize", "error"):
+            raise ValueError(f"small must be 'resize' or 'error', not {small!r}")
+        if train and small == "resize":
+            small = "error"  # training never re-encodes: prepare the set instead
+        self.layout, self.size, self.train = layout, int(size), bool(train)
+        self.threads = threads or os.cpu_count() or 1
+        self.device = torch.device(device)
+        self.backend, self.small = backend, small
+
+    def __repr__(self) -> str:
+        return f"DCTPipeline({self.layout.kind}, bands={self.layout.bands}, size={self.size}, train={self.train})"
+
+    @property
+    def fused(self) -> bool:
+        """Whether files are gathered by the reader's threads (:func:`~dctnet.ops.read_to_tensor`)."""
+        return self.device.type == "cpu" and self.backend in ("auto", "numba")
+
+    def _geometry(self, seed: int | None) -> dict:
+        if not self.train:
+            return {"crop": "center", "flip": False, "generator": None}
+        g = torch.Generator()
+        if seed is not None:
+            g.manual_seed(int(seed))
+        return {"crop": "random", "flip": "random", "generator": g}
+
+    def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None,
+                 out: Inputs | None = None) -> Batch:
+        srcs = list(srcs)
+        if self.fused and not any(isinstance(s, DCTImage) for s in srcs):
+            batch = self._fused(srcs, seed, out)
+        else:
+            batch = self._general(srcs, seed)
+        return batch._replace(errors=_renamed(batch.errors, offset))
+
+    # --- the two routes ------------------------------------------------------------------
+
+    def _fused(self, srcs: list, seed: int | None, out) -> Batch:
+        x, errs = read_to_tensor(srcs, self.layout, size=self.size, threads=self.threads, out=out,
+                                 on_error="return", **self._geometry(seed))
+        errors: list = list(errs)
+        paths: list = ["dct" if e is None else None for e in errs]
+        # ValueError that is not a JPEGError: too small for the crop, or a colour space no
+        # layout takes.
+        redo = [i for i, e in enumerate(errs) if isinstance(e, ValueError) and not isinstance(e, JPEGError)]
+        if redo:  # the general route resizes the first (evaluation) or names the problem
+            sub = self._general([srcs[i] for i in redo], seed)
+            for j, i in enumerate(redo):
+                errors[i], paths[i] = sub.errors[j], sub.paths[j]
+                if sub.errors[j] is None:
+                    for part, sub_part in zip(_parts(x), _parts(sub.inputs)):
+                        part[i] = sub_part[j]
+        return Batch(x if any(e is None for e in errors) else None, errors, paths)
+
+    def _general(self, srcs: list, seed: int | None) -> Batch:
+        n = len(srcs)
+        errors: list = [None] * n
+        paths: list = [None] * n
+        to_read = [i for i, s in enumerate(srcs) if not isinstance(s, DCTImage)]
+        images: list = list(srcs)
+        if to_read:
+            for i, r in zip(to_read, read_dct_batch([srcs[i] for i in to_read], threads=self.threads,
+                                                    on_error="return")):
+                images[i] = r
+        ready, ok = [], []
+        for i, img in enumerate(images):
+            if isinstance(img, Exception):
+                errors[i] = img
+                continue
+            try:
+                path = "dct"
+                if not self._fits(img):
+                    if self.small == "error":
+                        raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the "
+                                                    f"{self.size}x{self.size} crop (prepare the images with "
+                                                    "`dctnet prepare --short-side`)")
+                    img, path = self._resized(img, srcs[i]), "dct-resized"
+            except (JPEGError, OSError) as e:
+                errors[i] = _as_jpeg_error(e, img.source)
+                continue
+            except ValueError as e:  # e.g. CMYK: not convertible to the layout
+                errors[i] = _as_jpeg_error(e, img.source)
+                continue
+            ready.append(img)
+            ok.append(i)
+            paths[i] = path
+        if not ready:
+            return Batch(None, errors, paths)
+        x = to_tensor(ready, self.layout, size=self.size, backend=self.backend, device=self.device,
+                      **self._geometry(seed))
+        if len(ok) < n:  # one row per source, failed rows zero
+            full = tuple(torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for t in _parts(x))
+            for part, src in zip(full, _parts(x)):
+                part[ok] = src
+            x = full if isinstance(x, tuple) else full[0]
+        return Batch(x, errors, paths)
+
+    def _fits(self, img: DCTImage) -> bool:
+        """Whether the crop fits in the image (``ValueError`` for images no layout can take)."""
+        h, w = usable_size(img, self.layout)
+        return h >= self.size and w >= self.size
+
+    def _resized(self, img: DCTImage, src: Source) -> DCTImage:
+        """The documented fallback for images smaller than the crop."""
+        if isinstance(src, DCTImage):
+            raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the model's "
+                                        f"{self.size}x{self.size} crop; pass the file, not a DCTImage, "
+                                        "to allow resizing")
+        data, _ = read_bytes(src, img.source)
+        rgb = resize_shorter(decode_rgb(data, name=img.source), self.size)
+        jpeg = encode_jpeg(rgb, reencode_quality(img.quality), subsampling="420")
+        out = read_dct(jpeg)
+        return DCTImage(**{**out.__dict__, "source": img.source})
+
+
+def _parts(x) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
