@@ -81,7 +81,7 @@ def test_read_dct(benchmark, corpora, corpus_name):
 def test_jpeg2dct(benchmark, corpora, corpus_name):
     """jpeg2dct-numpy, the fastest Python reader (raw coefficients, its cheapest mode).
 
-    Note: on non-4:2:0 colour files jpeg2dct re-encodes the image (design.md 4), so on
+    Note: on non-4:2:0 colour files jpeg2dct re-encodes the image (measured; see benchmarks/README.md), so on
     ``orig`` it does different (and wrong) work; compare it on the 4:2:0 corpora.
     """
     from jpeg2dct.numpy import loads

@@ -22,7 +22,7 @@ from torch import nn
 
 from dctnet.models import create_model
 from dctnet.models.resnet_dct import dct_resnet50
-from dctnet.ops.fused_stem import (blocks_to_input, first_stage, first_stage_torch, first_stage_triton,
+from dctnet.models.fused_stem import (blocks_to_input, first_stage, first_stage_torch, first_stage_triton,
                                    fold_first_stage, supports_fused_stem)
 from dctnet.ops.layout import BlockBatch
 
@@ -77,7 +77,7 @@ CASES = [
 
 CHILD = HELPERS + '''
 import json, sys
-from dctnet.ops.fused_stem import first_stage, first_stage_triton, blocks_to_input
+from dctnet.models.fused_stem import first_stage, first_stage_triton, blocks_to_input
 results = []
 for bands, b, h, w, hc, wc, dtype, stats in json.loads(sys.argv[1]):
     model = make_model(bands, stats)
@@ -179,7 +179,7 @@ def test_folded_parameters_reproduce_unfused_stage(case):
 
 
 def test_auto_dispatch_uses_unfused_path_on_cpu(monkeypatch):
-    import dctnet.ops.fused_stem as fs
+    import dctnet.models.fused_stem as fs
     model = make_model(4)
     blocks = make_blocks(2, 4, 6, 2, 3, "int16")
 

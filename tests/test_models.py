@@ -112,7 +112,7 @@ def test_dct_models_declare_layout_and_input(name):
     else:
         assert layout.kind == "upsampling"
         assert model.input_config.input_shapes == ((3 * n, 28, 28),)
-        # design.md 3: c = 3n -> m = 4n -> o = 16n, 1x1 convs in the conv block.
+        # docs/architecture.md §5: c = 3n -> m = 4n -> o = 16n, 1x1 convs in the conv block.
         block = model.layer1[0]
         assert block.conv1.weight.shape == (4 * n, 3 * n, 1, 1)
         assert block.conv2.weight.shape == (4 * n, 4 * n, 1, 1)

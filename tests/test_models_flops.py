@@ -1,4 +1,4 @@
-"""GMACs and parameters: torch's counter vs hand formulas, and design.md 3's table."""
+"""GMACs and parameters: torch's counter vs hand formulas, and the table of docs/architecture.md §5."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _resnet50_hand_macs(v1: bool) -> int:
 
 
 def _dct_hand_macs(n: int) -> int:
-    """design.md 3's UpSampling-RFA DCT ResNet-50 from the hand formula (v1 strides)."""
+    """docs/architecture.md §5's UpSampling-RFA DCT ResNet-50 from the hand formula (v1 strides)."""
     c, m, o = 3 * n, 4 * n, 16 * n
     at28 = 28 * 28
     total = at28 * (c * m + m * m + m * o + c * o)            # conv block, all 1x1
@@ -72,7 +72,7 @@ def test_paper_table_within_one_percent(name, channels, paper_gmacs, paper_mpara
     c = model_complexity(name)
     assert abs(c.gmacs / paper_gmacs - 1) < 0.01, (name, c.gmacs)
     assert abs(c.mparams / paper_mparams - 1) < 0.01, (name, c.mparams)
-    # design.md's reconstruction column, to its printed precision.
+    # docs/architecture.md §5's reconstruction column, to its printed precision.
     assert round(c.gmacs, 3) == ours_gmacs and round(c.mparams, 2) == ours_mparams
 
 

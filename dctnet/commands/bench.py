@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the design.md 3 table); "
+HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the table of docs/architecture.md §5); "
         "`throughput` times input preparation, forward and end to end")
 
 
@@ -19,7 +19,7 @@ HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the
 
 def _flops_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="registered model names or fnmatch patterns (default: the paper table of design.md 3)")
+                   help="registered model names or fnmatch patterns (default: the paper table of docs/architecture.md §5)")
     p.add_argument("-s", "--image-size", type=int, nargs="+", default=[224], metavar="PX",
                    help="square image sizes in pixels (default 224; DCT inputs are PX/8 blocks)")
     p.add_argument("-n", "--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")

@@ -22,7 +22,7 @@ __all__ = ["CONVENTION", "PAPER_TABLE", "Complexity", "count_macs", "count_param
 CONVENTION = ("GMACs = 1e9 multiply-accumulates of conv + linear layers per image (BN, ReLU, pooling, "
               "additions not counted); params = learnable parameters")
 
-#: design.md 3: (model, input channels, paper GMACs, paper params [M], our reconstruction GMACs, params [M]).
+#: docs/architecture.md §5: (model, input channels, paper GMACs, paper params [M], our reconstruction GMACs, params [M]).
 PAPER_TABLE = (
     ("resnet50_v1", "3x1", 3.86, 25.6, 3.858, 25.56),
     ("resnet50_dct", "3x64", 5.40, 28.4, 5.397, 28.31),

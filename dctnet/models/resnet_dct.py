@@ -1,7 +1,7 @@
 """DCT-input ResNet-50s (Gueguen et al. 2018; dos Santos et al. 2020 with FBS), one family.
 
 All are ``DCTResNet`` = the parameterised ``ResNet`` of ``resnet.py`` with a DCT stem and these
-stages (n = bands per component, c = 3n input channels, m = 4n, o = 16n; design.md 3):
+stages (n = bands per component, c = 3n input channels, m = 4n, o = 16n; docs/architecture.md §5):
 
 - ``layer1`` (ResNet's stage 2) at 28x28, stride 1, receptive-field-aware (RFA): a conv block
   of 1x1 convs c->m->m->o with a 1x1 projection c->o, then identity blocks whose middle
@@ -35,7 +35,7 @@ put their stride. Every model has ``.layout`` (``DCTLayout``; normalisation stat
 attached when weights come from a dctnet checkpoint) and ``.input_config``. A model also
 accepts a ``BlockBatch`` (``dctnet.ops.layout``) instead of tensors; for "upsampling" models
 in eval mode on CUDA its first stage then runs as one fused Triton kernel
-(``dctnet.ops.fused_stem``).
+(``dctnet.models.fused_stem``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from ..ops.layout import BlockBatch, DCTLayout
+from .fused_stem import blocks_to_input, first_stage, supports_fused_stem
 from .registry import register_model
 from .resnet import Bottleneck, InputConfig, ResNet, StageSpec
 
@@ -130,11 +131,10 @@ class DCTResNet(ResNet):
     eval mode for "upsampling" models). Returns logits ``(B, num_classes)`` float.
     """
 
-    fused_stem_impl = "auto"  # "auto" | "triton" | "torch"; see dctnet.ops.fused_stem.first_stage
+    fused_stem_impl = "auto"  # "auto" | "triton" | "torch"; see dctnet.models.fused_stem.first_stage
 
     def forward_features(self, *inputs) -> torch.Tensor:
         if len(inputs) == 1 and isinstance(inputs[0], BlockBatch):
-            from ..ops.fused_stem import blocks_to_input, first_stage, supports_fused_stem
             blocks = inputs[0]
             if supports_fused_stem(self):
                 x = first_stage(self, blocks, impl=self.fused_stem_impl)  # output of layer1[0]

@@ -1,4 +1,4 @@
-"""From DCTImages to network input tensors (see design.md section 2).
+"""From DCTImages to network input tensors (conventions: docs/architecture.md §4).
 
 ``to_tensor(images, layout, ...)`` = ``align_blocks`` (crop, flip, chroma alignment, exact in
 the DCT domain) + band selection + dequantisation + normalisation, with a torch reference,
@@ -11,7 +11,7 @@ from .align import align_blocks, plan_geometry, usable_size
 from .fused_read import read_to_tensor
 from .layout import ZIGZAG, BlockBatch, DCTLayout, zigzag_bands
 from .rearrange import BACKENDS, compute_stats, output_shapes, to_tensor
-from .reference import blocks_to_tensor_torch, normalisation
+from .reference import blocks_to_tensor_torch, check_block_batch, normalisation
 
-__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "usable_size", "to_tensor", "read_to_tensor", "read_to_tensor",
-           "compute_stats", "output_shapes", "blocks_to_tensor_torch", "normalisation", "BACKENDS"]
+__all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "usable_size", "to_tensor", "read_to_tensor",
+           "compute_stats", "output_shapes", "blocks_to_tensor_torch", "check_block_batch", "normalisation", "BACKENDS"]

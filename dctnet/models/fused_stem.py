@@ -31,7 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .layout import BlockBatch, DCTLayout
+from ..ops import BlockBatch, DCTLayout, blocks_to_tensor_torch, check_block_batch, normalisation
+from .resnet import Bottleneck
 
 __all__ = ["blocks_to_input", "check_block_batch", "fold_first_stage", "FoldedStem", "first_stage",
            "first_stage_torch", "first_stage_triton", "supports_fused_stem", "triton_available"]
@@ -39,78 +40,14 @@ __all__ = ["blocks_to_input", "check_block_batch", "fold_first_stage", "FoldedSt
 
 # ----------------------------------------------------------------------------- torch reference
 
-def check_block_batch(blocks: BlockBatch, layout: DCTLayout) -> None:
-    """Raise ``ValueError`` naming the problem if ``blocks`` does not fit ``layout``."""
-    if not isinstance(blocks, BlockBatch):
-        raise TypeError(f"expected a BlockBatch, got {type(blocks).__name__}")
-    y = blocks.y
-    if y.dim() != 4 or y.shape[-1] != 64:
-        raise ValueError(f"BlockBatch.y must be (B, Hb, Wb, 64), got {tuple(y.shape)}")
-    if y.dtype not in (torch.int16, torch.float32):
-        raise ValueError(f"BlockBatch.y must be int16 or float32, got {y.dtype}")
-    b, hb, wb, _ = y.shape
-    if tuple(blocks.qsteps.shape) != (b, 3, 64):
-        raise ValueError(f"BlockBatch.qsteps must be (B, 3, 64) = {(b, 3, 64)}, got {tuple(blocks.qsteps.shape)}")
-    if layout.kind == "y_only":
-        return
-    for name in ("cb", "cr"):
-        plane = getattr(blocks, name)
-        if plane is None:
-            raise ValueError(f"{layout.kind} layout needs BlockBatch.{name}, got None")
-        if plane.dtype not in (torch.int16, torch.float32):
-            raise ValueError(f"BlockBatch.{name} must be int16 or float32, got {plane.dtype}")
-        if plane.device != y.device:
-            raise ValueError(f"BlockBatch.{name} is on {plane.device}, y on {y.device}")
-        if (plane.dim() != 4 or plane.shape[0] != b or plane.shape[-1] != 64
-                or plane.shape[1] not in (hb // 2, (hb + 1) // 2) or plane.shape[2] not in (wb // 2, (wb + 1) // 2)
-                or plane.shape[1] == 0 or plane.shape[2] == 0):
-            raise ValueError(f"BlockBatch.{name} must be (B, Hb/2, Wb/2, 64) for y {tuple(y.shape)}, "
-                             f"got {tuple(plane.shape)}")
-
-
-def _nearest_up_index(n_out: int, n_in: int, device) -> torch.Tensor:
-    return torch.clamp(torch.arange(n_out, device=device) // 2, max=n_in - 1)
-
-
 def blocks_to_input(blocks: BlockBatch, layout: DCTLayout):
-    """Torch reference of the gather: ``BlockBatch`` -> the model's input tensor(s), float32.
-
-    Returns ``(B, C, Hb, Wb)`` for "upsampling" (chroma upsampled x2 by nearest neighbour),
-    ``(y (B, nY, Hb, Wb), cbcr (B, nCb + nCr, Hb/2, Wb/2))`` for "late_concat", ``(B, nY, Hb, Wb)``
-    for "y_only". Coefficients are multiplied by ``qsteps`` and normalised by ``layout.mean/std``
-    (channel order Y bands, Cb bands, Cr bands).
-    """
-    check_block_batch(blocks, layout)
-    planes = (blocks.y, blocks.cb, blocks.cr)[:layout.num_components]
-    comps = []
-    for c, (plane, bands) in enumerate(zip(planes, layout.band_indices())):
-        idx = torch.tensor(bands, device=plane.device, dtype=torch.long)
-        values = plane.index_select(-1, idx).to(torch.float32)
-        values = values * blocks.qsteps[:, c, idx].to(torch.float32)[:, None, None, :]
-        comps.append(values.permute(0, 3, 1, 2))  # (B, n_c, h, w)
-    if layout.mean is not None:
-        mean = torch.tensor(layout.mean, dtype=torch.float32, device=blocks.y.device)
-        std = torch.tensor(layout.std, dtype=torch.float32, device=blocks.y.device)
-        start = 0
-        for i, comp in enumerate(comps):
-            n = comp.shape[1]
-            comps[i] = (comp - mean[start:start + n, None, None]) / std[start:start + n, None, None]
-            start += n
-    if layout.kind == "y_only":
-        return comps[0]
-    if layout.kind == "late_concat":
-        return comps[0], torch.cat(comps[1:], dim=1)
-    hb, wb = comps[0].shape[2:]
-    hc, wc = comps[1].shape[2:]
-    rows = _nearest_up_index(hb, hc, blocks.y.device)
-    cols = _nearest_up_index(wb, wc, blocks.y.device)
-    chroma = torch.cat(comps[1:], dim=1)[:, :, rows][:, :, :, cols]
-    return torch.cat([comps[0], chroma], dim=1).contiguous()
+    """The model's input tensor(s) from a ``BlockBatch``: :func:`dctnet.ops.blocks_to_tensor_torch`
+    (the one torch reference of the gather), float32."""
+    return blocks_to_tensor_torch(blocks, layout)
 
 
 def supports_fused_stem(model: nn.Module) -> bool:
     """True if ``model`` is an "upsampling" DCT ResNet whose ``layer1[0]`` is all 1x1 convs."""
-    from ..models.resnet import Bottleneck
     layout = getattr(model, "layout", None)
     if layout is None or layout.kind != "upsampling" or not hasattr(model, "bn_in") or not hasattr(model, "layer1"):
         return False
@@ -177,12 +114,9 @@ def fold_first_stage(model: nn.Module) -> FoldedStem:
         col_comp += [c] * len(bands)
     g, t = _bn_affine(model.bn_in)
     g, t = g.float(), t.float()
-    if layout.mean is not None:
-        mean = torch.tensor(layout.mean, dtype=torch.float32, device=device)
-        std = torch.tensor(layout.std, dtype=torch.float32, device=device)
-        scale, shift = g / std, t - g * mean / std
-    else:
-        scale, shift = g, t
+    # the normalisation constants every backend shares: (x - mean) * inv_std
+    mean, inv_std = (torch.from_numpy(a).to(device) for a in normalisation(layout))
+    scale, shift = g * inv_std, t - g * mean * inv_std
     block = model.layer1[0]
     w1, b1 = _fold_conv(block.conv1, block.bn1)
     w2, b2 = _fold_conv(block.conv2, block.bn2)
