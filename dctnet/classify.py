@@ -92,7 +92,7 @@ class Classifier:
             instead of the default.
 
     Attributes: ``bundle``, ``pipeline``, ``model``, ``kind`` (``"dct"``, ``"rgb"``,
-    ``"onnx"``), ``name``, ``num_classes``, ``class_names``, ``image_size``, ``layout`` (DCT)
+    ``"onnx"``, ``"onnx-dct"``), ``name``, ``num_classes``, ``class_names``, ``image_size``, ``layout`` (DCT)
     or ``preprocess`` (RGB, ONNX), ``trained``.
     """
 
@@ -112,21 +112,22 @@ class Classifier:
         self.threads = threads or os.cpu_count() or 1
         self.backend = backend
         is_onnx = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
-        if is_onnx and (self.device.type != "cpu" or dtype != torch.float32 or compile):
-            raise ValueError("ONNX classifiers run with onnxruntime on CPU in float32 "
-                             "(device, dtype and compile do not apply)")
         self.bundle = resolve(model, weights=weights, preprocess=preprocess if is_onnx else None,
                               threads=self.threads)
         bundle = self.bundle
+        is_onnx = bundle.kind in ("onnx", "onnx-dct")
+        if is_onnx and (self.device.type != "cpu" or dtype != torch.float32 or compile):
+            raise ValueError("ONNX classifiers run with onnxruntime on CPU in float32 "
+                             "(device, dtype and compile do not apply)")
         self.kind, self.name, self.num_classes = bundle.kind, bundle.name, bundle.num_classes
         self.trained = bundle.trained or isinstance(model, (torch.nn.Module, ModelBundle)) or is_onnx
         self.image_size = (bundle.image_size, bundle.image_size)
-        self.layout = bundle.input if bundle.kind == "dct" else None
+        self.layout = bundle.input if bundle.kind in ("dct", "onnx-dct") else None
         self.class_names = load_labels(labels if labels is not None else bundle.class_names, self.num_classes)
         self.pipeline = bundle.pipeline(threads=self.threads, device=self.device, backend=backend,
                                         preprocess=None if is_onnx else preprocess)
         self.preprocess = getattr(self.pipeline, "preprocess", None)
-        if bundle.kind == "onnx":
+        if is_onnx:
             self.model = bundle.model
         else:
             net = bundle.model.eval().to(device=self.device, dtype=dtype)
@@ -152,6 +153,8 @@ class Classifier:
             x = tuple(t[ok] for t in x) if isinstance(x, tuple) else x[ok]
         if self.kind == "onnx":
             return self.model(x)
+        if self.kind == "onnx-dct":  # torch front end on CPU, then onnxruntime
+            return self.model(*x)
         xs = x if isinstance(x, tuple) else (x,)
         xs = tuple(t.to(self.device, self.dtype, non_blocking=True) for t in xs)
         with torch.inference_mode():

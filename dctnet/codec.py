@@ -37,6 +37,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: Progressive files with more scans than this are rejected (a decoding-time bomb otherwise).
 DEFAULT_MAX_SCANS = 1000
 
+#: The libjpeg-turbo version the reader was built against (reports and benchmarks).
+LIBJPEG_TURBO_VERSION: str | None = getattr(_native, "LIBJPEG_TURBO_VERSION", None)
+
 JPEGSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 _COLORSPACES = {0: "unknown", 1: "gray", 2: "rgb", 3: "ycbcr", 4: "cmyk", 5: "ycck"}

@@ -33,6 +33,7 @@ from typing import Literal, Sequence
 import numpy as np
 import simplejpeg
 from PIL import Image
+from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY, TurboJPEG
 
 from .codec import DEFAULT_MAX_PIXELS, JPEGError, JPEGSource, read_header
 
@@ -99,8 +100,6 @@ def _turbo():
     """This thread's TurboJPEG handle (handles are not thread-safe)."""
     tj = getattr(_tls, "tj", None)
     if tj is None:
-        from turbojpeg import TurboJPEG  # loads libturbojpeg; only encoders need it
-
         tj = _tls.tj = TurboJPEG()
     return tj
 
@@ -119,8 +118,6 @@ def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = 
         The JPEG's bytes (libjpeg-turbo's TurboJPEG defaults otherwise: its default forward
         DCT, no Huffman optimisation, no restart markers).
     """
-    from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY
-
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be 1..100, not {quality}")
     pixels = np.ascontiguousarray(pixels)

@@ -17,6 +17,12 @@ the training loaders and `dctnet bench throughput` all feed models through them.
   the item's ``path`` is then ``"dct-resized"``), or an error (``small="error"``).
 * :class:`RGBPipeline`: decode, resize, centre crop, normalise (:class:`RGBPreprocess`).
 
+Either pipeline can first re-encode each file as the papers prepare their data
+(``prepared=(resize, crop)``: :func:`dctnet.imaging.prepare_jpeg`, shorter side ``resize``,
+a ``crop`` centre crop on 16-pixel boundaries, 4:2:0): what the exact conversion's ONNX
+front end is evaluated on, so that the RGB network and its DCT twin see the same pixels.
+Such items are named ``"dct-prepared"`` / ``"rgb-prepared"`` in :attr:`Batch.paths`.
+
 The batch-result convention (``docs/architecture.md``): a pipeline returns a :class:`Batch`
 whose ``inputs`` have one row per source, ``errors[i]`` is ``None`` or the
 :class:`~dctnet.JPEGError` (a ``ValueError``) naming source i, and a failed item's rows are
@@ -26,6 +32,7 @@ in the caller's request.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Literal, NamedTuple, Sequence, Union
 
@@ -33,7 +40,8 @@ import numpy as np
 import torch
 
 from .codec import DCTImage, JPEGError, JPEGSource, read_dct, read_dct_batch
-from .imaging import RGBPreprocess, decode_rgb, encode_jpeg, read_bytes, reencode_quality, resize_shorter
+from .imaging import (RGBPreprocess, decode_rgb, encode_jpeg, prepare_jpeg, read_bytes, reencode_quality,
+                      resize_shorter)
 from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
 
 __all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "source_name"]
@@ -88,6 +96,37 @@ def _as_jpeg_error(e: Exception, name: str) -> JPEGError:
     return JPEGError(name, str(e).removeprefix(f"{name}: "))
 
 
+@functools.lru_cache(maxsize=512)
+def _prepared_jpeg(data: bytes, resize: int, crop: int, name: str) -> bytes:
+    # cached: `dctnet eval` hands the same version to several models in a row
+    return prepare_jpeg(data, resize=resize, crop=crop, name=name)
+
+
+def _prepare_all(srcs: Sequence[Source], prepared: tuple[int, int], offset: int) -> tuple[list, list]:
+    """Re-encode each source as the papers prepare data; ``(sources, errors)`` (failed: ``b""``)."""
+    out, errors = [], []
+    for i, src in enumerate(srcs):
+        name = source_name(src, offset + i)
+        try:
+            if isinstance(src, DCTImage):
+                raise JPEGError(name, "a prepared pipeline re-encodes JPEG files; pass the file, not a DCTImage")
+            data, _ = read_bytes(src, name)
+            out.append(_prepared_jpeg(bytes(data), prepared[0], prepared[1], name))
+            errors.append(None)
+        except (JPEGError, OSError, ValueError) as e:
+            out.append(b"")
+            errors.append(_as_jpeg_error(e, name))
+    return out, errors
+
+
+def _merge_errors(batch: "Batch", errors: list, suffix: str) -> "Batch":
+    """A prepared batch: the preparation's errors first, paths tagged ``-prepared``."""
+    errs = [e0 if e0 is not None else e for e0, e in zip(errors, batch.errors)]
+    paths = [None if e is not None else (p and f"{p}-{suffix}") for p, e in zip(batch.paths, errs)]
+    inputs = batch.inputs if any(e is None for e in errs) else None
+    return Batch(inputs, errs, paths)
+
+
 class Pipeline:
     """What every pipeline offers: ``pipeline(srcs, offset=0) -> Batch`` (see the module docstring)."""
 
@@ -105,6 +144,8 @@ class RGBPipeline(Pipeline):
         threads: decoding threads (default: all cores).
         output: ``"torch"`` (a CPU tensor) or ``"numpy"`` (ONNX models).
         path: the name of this route in :attr:`Batch.paths` (``"rgb"`` or ``"onnx"``).
+        prepared: ``(resize, crop)``: re-encode every file as the papers prepare data first
+            (see the module docstring); ``preprocess`` then usually has ``resize=None``.
 
     ``pipeline(srcs)`` gives ``Batch(inputs float32 (B, 3, crop, crop), errors, paths)``.
     """
@@ -112,15 +153,28 @@ class RGBPipeline(Pipeline):
     kind = "rgb"
 
     def __init__(self, preprocess: RGBPreprocess, *, threads: int | None = None,
-                 output: Literal["torch", "numpy"] = "torch", path: str = "rgb"):
+                 output: Literal["torch", "numpy"] = "torch", path: str = "rgb",
+                 prepared: tuple[int, int] | None = None):
         self.preprocess = preprocess
         self.threads = threads or os.cpu_count() or 1
-        self.output, self.path = output, path
+        self.output, self.path, self.prepared = output, path, prepared
 
     def __repr__(self) -> str:
         return f"RGBPipeline({self.preprocess!r})"
 
     def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None) -> Batch:
+        if self.prepared is not None:
+            data, errors = _prepare_all(srcs, self.prepared, offset)
+            names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
+            ok = [i for i, e in enumerate(errors) if e is None]
+            x, errs = self.preprocess.batch([data[i] for i in ok], threads=self.threads, names=[names[i] for i in ok])
+            full = np.zeros((len(srcs),) + x.shape[1:], np.float32)
+            full[ok] = x
+            for j, i in enumerate(ok):
+                errors[i] = errs[j]
+            inputs = torch.from_numpy(full) if self.output == "torch" else full
+            batch = Batch(inputs, [None] * len(srcs), [self.path] * len(srcs))
+            return _merge_errors(batch, errors, "prepared")
         names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
         for i, s in enumerate(srcs):
             if isinstance(s, DCTImage):
@@ -145,6 +199,8 @@ class DCTPipeline(Pipeline):
         small: images smaller than the crop: ``"resize"`` (decode, resize the shorter side to
             the crop, re-encode at the file's estimated quality: not exact, named
             ``"dct-resized"``; evaluation only) or ``"error"``.
+        prepared: ``(resize, crop)``: re-encode every file as the papers prepare data first
+            (see the module docstring; evaluation only, ``crop == size``).
         out: caller-owned output buffer(s) (e.g. pinned memory), used when shapes match.
 
     ``pipeline(srcs, seed=None)`` gives ``Batch(inputs, errors, paths)``: inputs
@@ -155,7 +211,7 @@ class DCTPipeline(Pipeline):
 
     def __init__(self, layout: DCTLayout, size: int, *, train: bool = False, threads: int | None = None,
                  device: str | torch.device = "cpu", backend: str = "auto",
-                 small: Literal["resize", "error"] = "resize"):
+                 small: Literal["resize", "error"] = "resize", prepared: tuple[int, int] | None = None):
         if small not in ("resize", "error"):
             raise ValueError(f"small must be 'resize' or 'error', not {small!r}")
         if train and small == "resize":
@@ -163,7 +219,9 @@ class DCTPipeline(Pipeline):
         self.layout, self.size, self.train = layout, int(size), bool(train)
         self.threads = threads or os.cpu_count() or 1
         self.device = torch.device(device)
-        self.backend, self.small = backend, small
+        self.backend, self.small, self.prepared = backend, small, prepared
+        if prepared is not None and (train or prepared[1] != self.size):
+            raise ValueError(f"a prepared pipeline evaluates at its crop ({prepared[1]}), not {self.size} / training")
 
     def __repr__(self) -> str:
         return f"DCTPipeline({self.layout.kind}, bands={self.layout.bands}, size={self.size}, train={self.train})"
@@ -184,6 +242,11 @@ class DCTPipeline(Pipeline):
     def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None,
                  out: Inputs | None = None) -> Batch:
         srcs = list(srcs)
+        if self.prepared is not None:
+            data, errors = _prepare_all(srcs, self.prepared, offset)
+            plain = DCTPipeline(self.layout, self.size, threads=self.threads, device=self.device,
+                                backend=self.backend, small="error")
+            return _merge_errors(plain(data, offset=offset, out=out), errors, "prepared")
         if self.fused and not any(isinstance(s, DCTImage) for s in srcs):
             batch = self._fused(srcs, seed, out)
         else:

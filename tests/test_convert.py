@@ -184,7 +184,8 @@ def test_converted_resnet50_matches_rgb_on_libjpeg_decode(prepared, resnet50_pai
 
 def test_onnx_front_end_gives_the_rgb_logits(prepared):
     from dctnet.evaluate.predictors import Predictor
-    from dctnet.models.onnx_frontend import OnnxDCTPredictor, frontend_macs
+    from dctnet.evaluate.predictors import OnnxDCTPredictor
+    from dctnet.models.onnx_frontend import frontend_macs
 
     photos = sample_photos()
     data = [photos[i].read_bytes() for i in PHOTOS] + [b"\xff\xd8 not a jpeg"]

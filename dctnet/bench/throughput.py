@@ -23,8 +23,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+import numba
 import numpy as np
+import onnxruntime
 import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..classify import Classifier
+from ..codec import LIBJPEG_TURBO_VERSION
+from ..models import count_macs, count_params
 
 __all__ = ["BenchRow", "bench_model", "environment", "markdown_table", "run_throughput"]
 
@@ -46,21 +54,10 @@ class BenchRow:
 
 def environment(settings: dict) -> dict:
     """Report header: machine, library versions, settings."""
-    import numba
-
-    import dctnet
-
-    from .. import _native
-
-    versions = {"dctnet": dctnet.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    versions = {"dctnet": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "numba": numba.__version__, "python": platform.python_version(),
-                "libjpeg_turbo": getattr(_native, "LIBJPEG_TURBO_VERSION", None)}
-    try:
-        import onnxruntime
-
-        versions["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+                "libjpeg_turbo": LIBJPEG_TURBO_VERSION}
+    versions["onnxruntime"] = onnxruntime.__version__
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -99,8 +96,6 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
         images_per_repeat: images per timed repeat of ``prepare`` and ``end_to_end``
             (default: ``max(batch, 16)`` rounded to whole batches).
     """
-    from ..classify import Classifier
-
     if not jpegs:
         raise ValueError("no JPEG files to benchmark with")
     is_onnx = spec.startswith("onnx:")
@@ -115,8 +110,6 @@ def bench_model(spec: str, jpegs: Sequence[bytes], *, batch: int, device: str = 
 
     gmacs = params = None
     if not is_onnx:
-        from ..models import count_macs, count_params
-
         # Counted on the model as built (a checkpoint may carry builder options): one forward
         # pass on a zero image of the model's input size.
         net = getattr(clf.model, "_orig_mod", clf.model)
@@ -144,8 +137,6 @@ def run_throughput(models: Sequence[str], jpegs: Sequence[bytes], *, batches: Se
                    warmup: int = 2, threads: int | None = None, progress: bool = True,
                    settings: dict | None = None) -> dict:
     """Measure every model x batch x compile mode. Returns ``{"header": ..., "rows": [...]}``."""
-    from tqdm import tqdm
-
     plan = [(m, b, c) for m in models for b in batches for c in compile_modes if not (c and m.startswith("onnx:"))]
     rows = []
     bar = tqdm(plan, desc="dctnet bench", unit="run", disable=not progress, dynamic_ncols=True)

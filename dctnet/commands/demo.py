@@ -68,7 +68,7 @@ def converted_rows(onnx: Path, folder: Path, bands: list[int]) -> None:
     """Accuracy of the pretrained ONNX model fed DCT coefficients (exact conversion)."""
     import numpy as np  # start-up time: see dctnet/cli.py
 
-    from ..models.onnx_frontend import OnnxDCTPredictor
+    from ..evaluate.predictors import OnnxDCTPredictor
 
     files = expand_paths([str(folder)])
     index = imagenet_classes().index

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         predictors = [make_predictor(n, w, threads=threads) for n, w in zip(args.model, args.weights)]
         predictors += [OnnxPredictor(p, threads=threads) for p in args.onnx]
         for spec in args.onnx_dct:
-            from ..models.onnx_frontend import OnnxDCTPredictor
+            from ..evaluate.predictors import OnnxDCTPredictor
             path, sep, bands = spec.rpartition(":")
             try:
                 ns = int_list(bands) if sep else []

@@ -11,11 +11,10 @@ HELP = ("CPU-sized study: make a procedural JPEG set, train small RGB / DCT / DC
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..train.study import STUDY_MODELS
-
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="working folder (data, runs, eval); reused")
-    p.add_argument("--models", default=",".join(STUDY_MODELS), metavar="A,B,...",
-                   help=f"models to train (default {','.join(STUDY_MODELS)})")
+    p.add_argument("--models", default=None, metavar="A,B,...",
+                   help="models to train (default: small_resnet_rgb and small_resnet_dct with 64, 32, 16 and 8 "
+                        "bands: dctnet.train.study.STUDY_MODELS)")
     p.add_argument("--train-per-class", type=int, default=200, help="training images per class (default 200)")
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per model (default 10)")
@@ -34,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..train.study import StudyConfig, run_cpu_study
+    from ..train.study import STUDY_MODELS, StudyConfig, run_cpu_study  # start-up time: see dctnet/cli.py
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = STUDY_MODELS if args.models is None else tuple(m.strip() for m in args.models.split(",") if m.strip())
     config = StudyConfig(out=args.out, models=models, train_per_class=args.train_per_class,
                          val_per_class=args.val_per_class, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, lr_step=args.lr_step, workers=args.workers, seed=args.seed, qfs=args.qf,

@@ -41,12 +41,13 @@ from typing import Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DistributedSampler, Sampler
 
 from ..codec import JPEGError
 from ..imaging import RGBPreprocess, decode_rgb, resize_for_crop, resize_shorter
 from ..models import resolve
-from ..ops import DCTLayout
+from ..ops import DCTLayout, output_shapes
 from ..pipeline import DCTPipeline
 from .datasets import Dataset
 
@@ -263,8 +264,6 @@ class DCTLoader:
     def _load(self, request: BatchRequest):
         out = None
         if self.pin_memory:
-            from ..ops import output_shapes
-
             g = self.dataset.size // 8
             out = tuple(torch.empty(s, dtype=torch.float32, pin_memory=True)
                         for s in output_shapes(self.dataset.layout, len(request.indices), g, g))
@@ -361,8 +360,6 @@ class RGBTrainDataset(torch.utils.data.Dataset):
 
     def pixels(self, index: int, generator: torch.Generator) -> np.ndarray:
         """Augmented ``uint8 (size, size, 3)`` pixels of image ``index``."""
-        from PIL import Image
-
         path = self.dataset.paths[index]
         rgb = decode_rgb(path)
         if self.augment == "rrc":

@@ -26,10 +26,11 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..classify import Classifier
-from ..imaging import RGBPreprocess
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD, RGBPreprocess
+from ..models import resolve
 from ..models.onnx import file_sha256
 
-__all__ = ["ClassifierPredictor", "OnnxPredictor", "Predictor", "file_sha256", "make_predictor"]
+__all__ = ["ClassifierPredictor", "OnnxDCTPredictor", "OnnxPredictor", "Predictor", "file_sha256", "make_predictor"]
 
 
 @runtime_checkable
@@ -95,6 +96,28 @@ class OnnxPredictor(ClassifierPredictor):
 
     def __repr__(self) -> str:
         return f"OnnxPredictor({self.path!r}, preprocess={self.preprocess!r})"
+
+
+class OnnxDCTPredictor(ClassifierPredictor):
+    """An ONNX RGB classifier fed from DCT coefficients through the exact decode path
+    (``mode="dct"``), or the reference: the same prepared files decoded by libjpeg-turbo
+    (``mode="rgb"``). `dctnet eval --onnx-dct PATH:n,n,...` runs both. Arguments as
+    :func:`dctnet.models.onnx_frontend.onnx_frontend_bundle`; ``batch_size`` images per call.
+    """
+
+    def __init__(self, path: str | os.PathLike, bands=64, *, mode: str = "dct", clamp: str = "libjpeg",
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 resize: int = 256, crop: int = 224, threads: int | None = None, batch_size: int = 32,
+                 name: str | None = None):
+        bundle = resolve(os.fspath(path), bands=bands, mode=mode, clamp=clamp, mean=tuple(mean), std=tuple(std),
+                         resize=resize, crop=crop, threads=threads)
+        super().__init__(Classifier(bundle, threads=threads, batch_size=batch_size))
+        self.path, self.mode, self.layout = bundle.weights, mode, bundle.input
+        if name:
+            self.name = name
+
+    def __repr__(self) -> str:
+        return f"OnnxDCTPredictor({self.path!r}, bands={self.classifier.bundle.options['bands']}, mode={self.mode!r})"
 
 
 def make_predictor(name: str, weights: str | os.PathLike | None, *, threads: int | None = None,

@@ -255,7 +255,7 @@ def _family(setting: Setting) -> str:
 
 
 def _plots(out_dir: str, summary: dict, settings: Sequence[Setting]) -> list[str] | dict:
-    try:
+    try:  # matplotlib is imported only when plots are written (and reported when missing)
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

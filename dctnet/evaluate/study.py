@@ -12,6 +12,7 @@ the logic is testable by running the ranks one after another in one process.
 
 from __future__ import annotations
 
+import datetime
 import glob
 import os
 import sys
@@ -19,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
+import torch.distributed as dist
+from tqdm import tqdm
 
 from ..codec import JPEGError
 from ..data.datasets import Dataset
@@ -26,6 +29,7 @@ from ..data.encode import Setting, encode_setting, reference_pixels
 from ..imaging import decode_rgb
 from .metrics import psnr, ssim
 from .predictors import Predictor
+from .report import write_report as _write
 from .selectors import rank_and_topk
 from .store import ResultStore
 
@@ -56,9 +60,6 @@ def distributed_context() -> tuple[int, int, Callable[[], None]]:
         return 0, 1, lambda: None
 
     def barrier() -> None:
-        import datetime
-
-        import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
         dist.barrier()
@@ -144,7 +145,6 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
 
     Returns the path of ``summary.json`` on rank 0 (when written), else ``None``.
     """
-    from tqdm import tqdm
 
     names = [p.name for p in predictors]
     if len(set(names)) != len(names):
@@ -257,5 +257,4 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
                     os.remove(shard)
     if not write_report:
         return None
-    from .report import write_report as _write
     return _write(out_dir, dataset, [p.name for p in predictors], list(settings), **(report_options or {}))

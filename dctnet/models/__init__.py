@@ -1,6 +1,6 @@
 """Model zoo: RGB ResNets (torchvision-compatible) and DCT-input ResNet-50s, one registry.
 
-    resolve(model, *, weights=None, ...) -> ModelBundle   the one way a model is loaded (bundle.py)
+    resolve(model, *, weights=None, ...) -> ModelBundle   the one way a model is loaded (resolve.py)
     create_model(name, *, num_classes=1000, weights=None, **kwargs), list_models(pattern=None)
     save_checkpoint / load_checkpoint / load_model: the one checkpoint format
     model_complexity / count_macs / count_params: GMACs and parameters (flops.py)
@@ -8,7 +8,8 @@
 
 from .registry import is_model, list_models, model_builder, register_model
 from .checkpoint import Checkpoint, load_checkpoint, load_weights, read_state_dict, save_checkpoint
-from .bundle import ModelBundle, create_model, load_model, resolve
+from .bundle import ModelBundle
+from .resolve import create_model, load_model, resolve
 from .onnx import OnnxModel
 from .resnet import InputConfig, ResNet
 from .resnet_dct import DCTResNet, init_from_rgb

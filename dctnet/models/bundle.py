@@ -1,4 +1,4 @@
-"""The model bundle: what a model is and how it is fed, resolved by one function.
+"""The model bundle: what a model is and how it is fed (built by :func:`dctnet.models.resolve`).
 
 A :class:`ModelBundle` is to dctnet what torchvision's ``Weights`` enums and timm's
 ``pretrained_cfg`` are to theirs: the model's registry name and builder options, its class
@@ -18,7 +18,6 @@ everything :func:`resolve` needs to rebuild the bundle.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,13 +26,10 @@ import torch
 from ..imaging import RGBPreprocess
 from ..ops import DCTLayout
 from ..pipeline import DCTPipeline, Pipeline, RGBPipeline
-from .checkpoint import Checkpoint, load_checkpoint, load_weights
-from .onnx import OnnxModel, file_sha256
-from .registry import model_builder
 
-__all__ = ["ModelBundle", "create_model", "load_model", "resolve"]
+__all__ = ["ModelBundle"]
 
-Kind = Literal["dct", "rgb", "onnx"]
+Kind = Literal["dct", "rgb", "onnx", "onnx-dct"]
 
 
 @dataclass(eq=False)
@@ -42,7 +38,9 @@ class ModelBundle:
 
     Attributes:
         name: registry name (``dctnet.models.list_models()``) or the ONNX file's stem.
-        kind: ``"dct"`` (coefficients in), ``"rgb"`` (torch, pixels in) or ``"onnx"``.
+        kind: ``"dct"`` (coefficients in), ``"rgb"`` (torch, pixels in), ``"onnx"`` (an ONNX
+            RGB classifier) or ``"onnx-dct"`` (an ONNX RGB classifier behind the DCT front end,
+            :mod:`dctnet.models.onnx_frontend`).
         input: the input the model takes: :class:`~dctnet.ops.DCTLayout` or
             :class:`~dctnet.imaging.RGBPreprocess`.
         image_size: side in pixels of the (square) image one input represents.
@@ -52,7 +50,10 @@ class ModelBundle:
         weights: the weights' file (``.onnx`` file for ONNX models), ``None`` if untrained.
         identity: a string that changes whenever the weights or the input change (stored
             results of `dctnet eval` are reused only for the same identity).
-        model: the network (an ``nn.Module`` as built, on CPU, or an ``OnnxModel``).
+        model: the network (an ``nn.Module`` as built, on CPU, an ``OnnxModel`` or an
+            ``OnnxDCTModel``).
+        prepared: ``(resize, crop)`` when the model is evaluated on files re-encoded as the
+            papers prepare them (see :mod:`dctnet.pipeline`), else ``None``.
     """
 
     name: str
@@ -65,6 +66,7 @@ class ModelBundle:
     weights: str | None
     identity: str
     model: Any = field(repr=False, default=None)
+    prepared: tuple[int, int] | None = None
 
     @property
     def trained(self) -> bool:
@@ -75,7 +77,7 @@ class ModelBundle:
         """JSON-ready description (results files, `dctnet bench`)."""
         return {"name": self.name, "kind": self.kind, "image_size": self.image_size,
                 "num_classes": self.num_classes, "options": dict(self.options), "weights": self.weights,
-                "identity": self.identity,
+                "identity": self.identity, "prepared": self.prepared,
                 "input": self.input.to_dict() if self.input is not None else None}
 
     def pipeline(self, *, train: bool = False, threads: int | None = None, device: str | torch.device = "cpu",
@@ -93,139 +95,13 @@ class ModelBundle:
                 fallback) or ``"error"``.
             preprocess: RGB and ONNX models: use this instead of the bundle's own.
         """
-        if self.kind == "dct":
-            return DCTPipeline(self.input, self.image_size, train=train, threads=threads, device=device,
-                               backend=backend, small=small)
-        if train:
-            raise ValueError(f"{self.name}: training pipelines of RGB models are dctnet.data.loaders.make_loader's")
+        if train and (self.kind not in ("dct",) or self.prepared is not None):
+            raise ValueError(f"{self.name}: only DCT models have training pipelines here (RGB training "
+                             "augmentation is dctnet.data.loaders.make_loader's)")
+        if self.kind in ("dct", "onnx-dct"):
+            return DCTPipeline(self.input, self.image_size, train=train, threads=threads,
+                               device=device if self.kind == "dct" else "cpu", backend=backend, small=small,
+                               prepared=self.prepared)
         return RGBPipeline(preprocess or self.input, threads=threads,
-                           output="numpy" if self.kind == "onnx" else "torch", path=self.kind)
-
-
-def _num_classes(ckpt: Checkpoint | None, default: int) -> int:
-    """The classifier width stored in weights (``fc.weight``), else ``default``."""
-    fc = ckpt.state_dict.get("fc.weight") if ckpt is not None else None
-    return int(fc.shape[0]) if fc is not None else default
-
-
-def _from_module(net: torch.nn.Module, weights: str | None, options: dict) -> ModelBundle:
-    """Describe a built network (attributes set by the builders and :func:`load_weights`)."""
-    name = getattr(net, "model_name", type(net).__name__)
-    layout = getattr(net, "layout", None)
-    config = net.input_config
-    size = tuple(config.image_size)
-    if size[0] != size[1]:
-        raise ValueError(f"{name}: only square inputs are supported, not {size}")
-    if layout is not None:
-        kind, spec = "dct", layout
-    else:
-        kind, spec = "rgb", RGBPreprocess.for_crop(size[0], config.mean, config.std)
-    num_classes = int(net.fc.out_features) if hasattr(net, "fc") else int(options.get("num_classes", 1000))
-    names = getattr(net, "class_names", None)
-    digest = file_sha256(weights) if weights is not None and os.path.isfile(weights) else (weights or "untrained")
-    return ModelBundle(name=name, kind=kind, input=spec, image_size=size[0], num_classes=num_classes,
-                       class_names=tuple(names) if names is not None else None,
-                       options=dict(getattr(net, "model_kwargs", None) or options), weights=weights,
-                       # the identity format of stored `dctnet eval` results (keep it stable)
-                       identity=f"torch:{name}:{digest}:{spec.to_dict() if kind == 'dct' else repr(spec)}", model=net)
-
-
-def _onnx_bundle(path: str, preprocess: RGBPreprocess | None, threads: int | None) -> ModelBundle:
-    preprocess = preprocess or RGBPreprocess()
-    net = OnnxModel(path, crop=preprocess.crop, threads=threads)
-    return ModelBundle(name=net.name, kind="onnx", input=preprocess, image_size=preprocess.crop,
-                       num_classes=net.num_classes, class_names=None, options={}, weights=net.path,
-                       identity=f"onnx:{net.sha256}:{preprocess!r}", model=net)
-
-
-def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rgb=None,
-            preprocess: RGBPreprocess | None = None, threads: int | None = None, **options) -> ModelBundle:
-    """The one function that turns "a model, maybe weights" into a :class:`ModelBundle`.
-
-    Args:
-        model: a registry name, the path of an ``.onnx`` classifier, a built ``nn.Module``
-            (from :func:`create_model`), a :class:`ModelBundle` (returned as is), or ``None``
-            with ``weights`` a dctnet checkpoint (which names its model).
-        weights: a local file (or loaded :class:`~dctnet.models.Checkpoint`): a dctnet
-            checkpoint or a plain state dict, loaded with ``strict=True``. A checkpoint
-            supplies its builder options (where not given here), its number of classes, its
-            layout statistics, input normalisation and class names; one for another model is
-            refused.
-        num_classes: classifier width (default: the weights', else 1000).
-        init_from_rgb: DCT models: an RGB ResNet-50's weights to start the shared stages from.
-        preprocess: ONNX models: their RGB preprocessing (default: ImageNet's 256/224).
-        threads: ONNX models: onnxruntime threads.
-        **options: builder options; ``None`` values are dropped so that they never override
-            a model's own defaults (timm's ``create_model`` rule).
-
-    Raises:
-        KeyError: unknown registry name (with close matches).
-        ValueError / FileNotFoundError: weights that do not fit, or are for another model
-            (the message names the file).
-    """
-    if isinstance(model, ModelBundle):
-        return model
-    options = {k: v for k, v in options.items() if v is not None}
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
-        if weights is not None or options or init_from_rgb is not None:
-            raise ValueError(f"{os.fspath(model)}: an ONNX classifier carries its own weights and options")
-        return _onnx_bundle(os.fspath(model), preprocess, threads)
-    ckpt = load_checkpoint(weights) if weights is not None else None
-    weights_name = ckpt.source if ckpt is not None else None
-    if isinstance(model, torch.nn.Module):
-        if ckpt is not None:
-            load_weights(model, ckpt)
-        return _from_module(model, weights_name, options)
-    if model is None:
-        if ckpt is None or ckpt.model is None:
-            raise ValueError("give a model name (a plain state dict does not name its model)")
-        model = ckpt.model
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a registry name, an nn.Module, a ModelBundle or an .onnx path, "
-                        f"not {type(model).__name__}")
-    if ckpt is not None and ckpt.model is not None and ckpt.model != model:
-        raise ValueError(f"{ckpt.source}: checkpoint is for model {ckpt.model!r}, not {model!r}")
-    if ckpt is not None and ckpt.model == model:
-        options = {**ckpt.model_kwargs, **options}  # e.g. the bands of a converted model
-    builder = model_builder(model)
-    net = builder(num_classes=num_classes or _num_classes(ckpt, 1000), **options)
-    net.model_name = model
-    if getattr(net, "model_kwargs", None) is None:  # converted models record their own
-        net.model_kwargs = dict(options)
-    if init_from_rgb is not None:
-        if getattr(net, "layout", None) is None:
-            raise ValueError(f"init_from_rgb is for DCT models; {model!r} is an RGB model (use weights=)")
-        from .resnet_dct import init_from_rgb as copy_rgb_stages  # resnet_dct imports this module's registry
-
-        copy_rgb_stages(net, init_from_rgb)
-    if ckpt is not None:
-        load_weights(net, ckpt)
-    return _from_module(net, weights_name, options)
-
-
-def create_model(name: str, *, num_classes: int = 1000, weights=None, init_from_rgb=None, **kwargs):
-    """Build the model registered as ``name``: ``resolve(name, ...).model``.
-
-    Args:
-        name: a name from ``list_models()``.
-        num_classes: size of the classifier output (weights that say otherwise are refused).
-        weights: ``None`` or a local file: plain state dict or dctnet checkpoint (see
-            :func:`resolve`).
-        init_from_rgb: DCT models only: an RGB ResNet-50 state dict / checkpoint whose stages
-            the DCT model shares are copied in.
-        **kwargs: builder options (``stride_in_1x1``, ``bands``, ...); ``None`` values dropped.
-
-    Returns:
-        ``nn.Module`` (train mode, as built) with attributes ``model_name``, ``model_kwargs``,
-        ``layout`` (``DCTLayout`` or ``None`` for RGB models), ``input_config`` and
-        ``class_names`` (``None`` unless loaded).
-    """
-    return resolve(name, weights=weights, num_classes=num_classes, init_from_rgb=init_from_rgb, **kwargs).model
-
-
-def load_model(path, **kwargs):
-    """Rebuild the model a dctnet checkpoint names and load it: ``resolve(None, weights=path).model``.
-
-    ``kwargs`` override the stored builder options; ``num_classes`` comes from the weights.
-    """
-    return resolve(None, weights=path, **kwargs).model
+                           output="numpy" if self.kind == "onnx" else "torch", path=self.kind,
+                           prepared=self.prepared)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.layout import DCTLayout
-from .bundle import create_model
+from .resolve import create_model
 from .decode_path import (YCC_TO_RGB, ChromaDecoder, check_inputs, converted_layout, fancy_upsample2x, idct_basis,
                           tri_axis)
 from .registry import register_model

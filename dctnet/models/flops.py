@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .bundle import create_model
+from .resolve import create_model
 
 __all__ = ["CONVENTION", "PAPER_TABLE", "Complexity", "count_macs", "count_params", "model_complexity",
            "conv_macs", "bottleneck_macs"]

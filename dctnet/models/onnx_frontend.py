@@ -1,4 +1,4 @@
-"""DCT coefficients into unchanged ONNX RGB classifiers (issue 8).
+"""DCT coefficients into unchanged ONNX RGB classifiers.
 
 An ONNX network cannot have the decode path folded into its first convolution from here,
 so the path runs in front of it: :class:`~dctnet.models.decode_path.DCTFrontEnd` (torch) turns
@@ -7,29 +7,28 @@ shorter side 256, 224 crop on 16-pixel boundaries, 4:2:0) into the normalised fl
 ``(N, 3, 224, 224)`` the model takes. With ``n < 64`` bands the other coefficients are zero:
 this measures how a pretrained RGB network copes with n bands (it was not trained on them).
 
-:class:`OnnxDCTPredictor` is a :class:`~dctnet.evaluate.predictors.Predictor` for
-`dctnet eval` (flag ``--onnx-dct PATH:n,n,...``). ``mode="rgb"`` runs the same prepared
-file through libjpeg-turbo's own decode instead: the reference row the DCT rows should
-match at n = 64.
+:func:`onnx_frontend_bundle` makes the :class:`~dctnet.models.ModelBundle` of such a model
+(``resolve("model.onnx", bands=n)``): kind ``"onnx-dct"``, an :class:`OnnxDCTModel`, fed by a
+DCT pipeline on prepared files. ``mode="rgb"`` gives the reference: the same prepared file
+through libjpeg-turbo's own decode into the same ONNX model (the row the DCT rows should
+match at n = 64). `dctnet eval --onnx-dct PATH:n,n,...` runs both
+(:class:`dctnet.evaluate.predictors.OnnxDCTPredictor`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..codec import JPEGError, read_dct
-from ..imaging import RGBPreprocess, prepare_jpeg
-from ..ops import to_tensor
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD, RGBPreprocess
+from .bundle import ModelBundle
 from .decode_path import DCTFrontEnd, converted_layout
-from .onnx import OnnxModel, file_sha256
+from .onnx import OnnxModel
 
-__all__ = ["OnnxDCTPredictor", "frontend_macs", "prepared"]
+__all__ = ["OnnxDCTModel", "frontend_macs", "onnx_frontend_bundle"]
 
 
 def frontend_macs(bands=64, image_size: int = 224) -> int:
@@ -40,98 +39,62 @@ def frontend_macs(bands=64, image_size: int = 224) -> int:
     return 64 * (ny * hb * hb + (ncb + ncr) * (hb // 2) ** 2)
 
 
-@functools.lru_cache(maxsize=512)
-def prepared(data: bytes, resize: int = 256, crop: int = 224) -> bytes:
-    """:func:`prepare_jpeg` with a small cache (`dctnet eval` hands the same version to
-    several predictors in a row)."""
-    return prepare_jpeg(data, resize=resize, crop=crop)
+class OnnxDCTModel:
+    """An ONNX RGB classifier behind the DCT front end: ``(y, cbcr)`` coefficients -> logits.
+
+    Args:
+        frontend: the decode path (:class:`DCTFrontEnd`, eval mode).
+        onnx: the RGB classifier.
+    """
+
+    def __init__(self, frontend: DCTFrontEnd, onnx: OnnxModel):
+        self.frontend, self.onnx = frontend, onnx
+        self.path, self.name, self.num_classes = onnx.path, onnx.name, onnx.num_classes
+
+    def __repr__(self) -> str:
+        return f"OnnxDCTModel({self.path!r}, bands={self.frontend.layout.bands})"
+
+    def __call__(self, y: torch.Tensor, cbcr: torch.Tensor) -> np.ndarray:
+        """``float32 (N, nY, h, w)`` and ``(N, nCb + nCr, h/2, w/2)`` -> logits ``float32 (N, classes)``."""
+        with torch.inference_mode():
+            rgb = self.frontend(y, cbcr).numpy()
+        return self.onnx(rgb)
 
 
-class OnnxDCTPredictor:
-    """An ONNX RGB classifier fed from DCT coefficients through :class:`DCTFrontEnd`.
+def onnx_frontend_bundle(path: str | os.PathLike, bands=64, *, mode: str = "dct", clamp: str = "libjpeg",
+                         mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                         resize: int = 256, crop: int = 224, threads: int | None = None) -> ModelBundle:
+    """The bundle of an ONNX RGB classifier fed from DCT coefficients (``mode="dct"``) or,
+    as the reference, from libjpeg-turbo's decode of the same prepared file (``mode="rgb"``).
 
     Args:
         path: the ``.onnx`` file (one float input ``(N, 3, crop, crop)``, logits output).
         bands: ``n`` lowest zigzag bands per component (or per-component lists).
-        mode: ``"dct"`` (coefficients -> front end -> model) or ``"rgb"`` (the same prepared
-            JPEG decoded by libjpeg-turbo -> model; the reference).
         clamp: the front end's arithmetic (:class:`DCTFrontEnd`): ``"libjpeg"`` (default:
-            libjpeg-turbo's integer decode, bit-exact), ``"round"``, ``"clamp"`` or ``"none"``
-            (the purely linear float map).
+            libjpeg-turbo's integer decode, bit-exact), ``"round"``, ``"clamp"`` or ``"none"``.
         mean, std: the model's input normalisation (ImageNet's by default).
-        resize, crop: :func:`prepare_jpeg` geometry.
-        threads, batch_size: preparation threads / onnxruntime intra-op threads; images per call.
-        name: results name (default ``<file stem>-dct<n>`` or ``<file stem>-prepared-rgb``).
+        resize, crop: :func:`~dctnet.imaging.prepare_jpeg` geometry.
+        threads: onnxruntime intra-op threads.
+
+    Names: ``<file stem>-dct<n>`` or ``<file stem>-prepared-rgb``.
     """
-
-    def __init__(self, path: str | os.PathLike, bands=64, *, mode: str = "dct", clamp: str = "libjpeg",
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                 resize: int = 256, crop: int = 224, threads: int | None = None, batch_size: int = 32,
-                 name: str | None = None):
-        if mode not in ("dct", "rgb"):
-            raise ValueError(f"mode must be 'dct' or 'rgb', not {mode!r}")
-        self.mode = mode
-        self.layout = converted_layout(bands)
-        self.resize, self.crop = int(resize), int(crop)
-        self.threads = threads or os.cpu_count() or 1
-        self.batch_size = int(batch_size)
-        self.rgb = RGBPreprocess(resize=None, crop=self.crop, mean=tuple(mean), std=tuple(std))
-        # OnnxModel checks the model (one 4-D float input of the crop size, 2-D output).
-        self.onnx = OnnxModel(path, crop=self.crop, threads=self.threads)
-        self.path = self.onnx.path
-        self.num_classes = self.onnx.num_classes
-        stem = os.path.splitext(os.path.basename(self.path))[0]
-        b = self.layout.bands
-        tag = f"dct{b}" if isinstance(b, int) else "dct" + "-".join(str(len(x)) for x in b)
-        self.name = name or (f"{stem}-{tag}" if mode == "dct" else f"{stem}-prepared-rgb")
-        self.frontend = DCTFrontEnd(self.layout, mean, std, clamp=clamp).eval()
-        self.identity = (f"onnx-{mode}:{file_sha256(self.path)}:{self.layout.to_json() if mode == 'dct' else ''}:"
-                         f"{clamp if mode == 'dct' else ''}:{self.resize}/{self.crop}:{tuple(mean)}:{tuple(std)}")
-
-    def __repr__(self) -> str:
-        return f"OnnxDCTPredictor({self.path!r}, bands={self.layout.bands}, mode={self.mode!r})"
-
-    def inputs(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[Exception | None]]:
-        """The model inputs ``float32 (N, 3, crop, crop)`` for N JPEGs (rows of failed items
-        are zero) and per-item error messages."""
-        n = len(jpegs)
-        out = np.zeros((n, 3, self.crop, self.crop), np.float32)
-        errors: list[Exception | None] = [None] * n
-
-        def prep(i: int):
-            try:
-                data = prepared(bytes(jpegs[i]), self.resize, self.crop)
-                if self.mode == "rgb":
-                    self.rgb.normalize(self.rgb.pixels(data), out=out[i])
-                    return None
-                return read_dct(data)
-            except (JPEGError, OSError, ValueError) as e:
-                errors[i] = e if isinstance(e, JPEGError) else JPEGError(f"<bytes #{i}>", str(e))
-                return None
-
-        if self.threads == 1 or n == 1:
-            images = [prep(i) for i in range(n)]
-        else:
-            with ThreadPoolExecutor(self.threads) as pool:
-                images = list(pool.map(prep, range(n)))
-        if self.mode == "dct":
-            ok = [i for i in range(n) if errors[i] is None]
-            if ok:
-                y, cbcr = to_tensor([images[i] for i in ok], self.layout)
-                with torch.inference_mode():
-                    out[ok] = self.frontend(y, cbcr).numpy()
-        return out, errors
-
-    def predict_logits(self, jpegs: Sequence[bytes]) -> tuple[np.ndarray, list[Exception | None]]:
-        """``N`` JPEGs -> ``(float32 (N, num_classes), errors)``; failed rows are NaN."""
-        n = len(jpegs)
-        logits = np.full((n, self.num_classes), np.nan, np.float32)
-        errors: list[Exception | None] = [None] * n
-        for start in range(0, n, self.batch_size):
-            x, errs = self.inputs(jpegs[start:start + self.batch_size])
-            ok = [i for i, e in enumerate(errs) if e is None]
-            for i, e in enumerate(errs):
-                errors[start + i] = e
-            if ok:
-                logits[[start + i for i in ok]] = self.onnx(x[ok])
-        return logits, errors
+    if mode not in ("dct", "rgb"):
+        raise ValueError(f"mode must be 'dct' or 'rgb', not {mode!r}")
+    layout = converted_layout(bands)
+    resize, crop = int(resize), int(crop)
+    onnx = OnnxModel(path, crop=crop, threads=threads)  # checks the model's input and output
+    b = layout.bands
+    tag = f"dct{b}" if isinstance(b, int) else "dct" + "-".join(str(len(x)) for x in b)
+    # the identity format of stored `dctnet eval` results (keep it stable)
+    identity = (f"onnx-{mode}:{onnx.sha256}:{layout.to_json() if mode == 'dct' else ''}:"
+                f"{clamp if mode == 'dct' else ''}:{resize}/{crop}:{tuple(mean)}:{tuple(std)}")
+    common = dict(image_size=crop, num_classes=onnx.num_classes, class_names=None, weights=onnx.path,
+                  identity=identity, prepared=(resize, crop),
+                  options={"bands": b, "mode": mode, "clamp": clamp, "resize": resize, "crop": crop})
+    if mode == "rgb":
+        return ModelBundle(name=f"{onnx.name}-prepared-rgb", kind="onnx",
+                           input=RGBPreprocess(resize=None, crop=crop, mean=tuple(mean), std=tuple(std)),
+                           model=onnx, **common)
+    frontend = DCTFrontEnd(layout, mean, std, clamp=clamp).eval()
+    return ModelBundle(name=f"{onnx.name}-{tag}", kind="onnx-dct", input=layout, model=OnnxDCTModel(frontend, onnx),
+                       **common)

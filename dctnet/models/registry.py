@@ -8,6 +8,7 @@ names, optionally filtered; ``model_builder(name)`` gives the builder. Models ar
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from typing import Callable
 
@@ -51,12 +52,12 @@ def model_builder(name: str) -> Callable:
     try:
         return _MODELS[name]
     except KeyError:
-        import difflib
         close = difflib.get_close_matches(name, list(_MODELS), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see dctnet.models.list_models()"
         raise KeyError(f"unknown model {name!r}{hint}") from None
 
 
 def _ensure_loaded() -> None:
-    # The builders register themselves when their modules are imported.
-    from . import resnet, resnet_dct, small  # noqa: F401
+    # The builders register themselves when their modules are imported, and they import this
+    # module (register_model), so the registry imports them on first use, not at its top.
+    from . import convert, resnet, resnet_dct, small  # noqa: F401

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from ..ops.layout import BlockBatch, DCTLayout
+from .checkpoint import read_state_dict
 from .fused_stem import blocks_to_input, first_stage, supports_fused_stem
 from .registry import register_model
 from .resnet import Bottleneck, InputConfig, ResNet, StageSpec
@@ -270,7 +271,6 @@ def init_from_rgb(model: DCTResNet, source) -> dict:
     Raises:
         ValueError: the source has none of these keys (not a ResNet-50 state dict).
     """
-    from .checkpoint import read_state_dict
     name = source if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "<state dict>"
     rgb = read_state_dict(source)
     own = model.state_dict()

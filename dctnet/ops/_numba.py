@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import carray, njit, prange, types
+from numba import carray, cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -283,8 +283,6 @@ def sink_address() -> int:
     """Address of the reader sink (a numba cfunc wrapping :func:`_sink_body`), compiled on first use."""
     global _SINK
     if _SINK is None:
-        from numba import cfunc
-
         @cfunc(types.int32(types.voidptr, types.int64, types.voidptr), cache=True, nopython=True)
         def sink(context, index, view):
             return _sink_body(context, index, view)

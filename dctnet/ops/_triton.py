@@ -16,6 +16,8 @@ CPU tensors; that is how the test suite checks it.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -76,8 +78,6 @@ def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[t
 
     ``outs`` are as :func:`~dctnet.ops.to_tensor` returns them (one tensor, or Y and CbCr).
     """
-    import os
-
     interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     device = blocks.y.device
     for t in outs:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -104,12 +105,10 @@ class DCTLayout:
 
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict` (what checkpoints store next to the weights)."""
-        import json
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> "DCTLayout":
-        import json
         return cls.from_dict(json.loads(text))
 
     def to_dict(self) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..codec import DCTImage
+from ._numba import fused_gather
 from .align import Crop, Flip, GeometryPlan, Size, blocks_from_plan, plan_geometry
 from .layout import DCTLayout
 from .reference import blocks_to_tensor_torch, normalisation
@@ -91,7 +92,6 @@ def gather_tables(layout: DCTLayout):
 
 
 def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, ...]) -> None:
-    from ._numba import fused_gather
 
     b = plan.batch
     ncomp = layout.num_components
@@ -193,7 +193,7 @@ def run_plan(plan: GeometryPlan, layout: DCTLayout, chosen: str, outs: tuple[tor
         for t, r in zip(outs, result):
             t.copy_(r)
     else:
-        from ._triton import blocks_to_tensor_triton
+        from ._triton import blocks_to_tensor_triton  # Triton is optional (the [gpu] extra)
         blocks = blocks_from_plan(plan)
         if dev.type != "cpu":
             blocks = type(blocks)(*(x.to(dev, non_blocking=True) if x is not None else None for x in blocks))

@@ -17,6 +17,7 @@ evaluation results (delete the folder to start over).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -95,8 +96,6 @@ def run_cpu_study(config: StudyConfig) -> int:
 def accuracy_table(summary_json: str) -> str:
     """Top-1 (%) of every model (columns) at every setting (rows) from `dctnet eval`'s
     ``summary.json``, as a Markdown table with the mean bits per pixel of each setting."""
-    import json
-
     with open(summary_json, encoding="utf-8") as f:
         summary = json.load(f)
     models = list(summary["models"])
