@@ -63,10 +63,10 @@ def test_resume_continues_exactly(data, tmp_path):
 
 @pytest.mark.parametrize("model,workers", [("small_resnet_dct_fbs4", 2), ("small_resnet_rgb", 0)])
 def test_resume_inside_an_epoch_continues_exactly(data, tmp_path, monkeypatch, model, workers):
-    import dctnet.models
+    import dctnet.train.loop
 
     straight = train(_config(data, tmp_path / "straight", model=model, workers=workers))
-    real_save = dctnet.models.save_checkpoint
+    real_save = dctnet.train.loop.save_checkpoint
 
     def crash_after_mid_epoch_save(path, *args, extra=None, **kw):
         real_save(path, *args, extra=extra, **kw)
@@ -74,10 +74,10 @@ def test_resume_inside_an_epoch_continues_exactly(data, tmp_path, monkeypatch, m
         if state.get("epoch") == 1 and state.get("step") == 2:   # epoch 2, after its 2nd of 4 steps
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(dctnet.models, "save_checkpoint", crash_after_mid_epoch_save)
+    monkeypatch.setattr(dctnet.train.loop, "save_checkpoint", crash_after_mid_epoch_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(_config(data, tmp_path / "crashed", model=model, workers=workers, checkpoint_every=1))
-    monkeypatch.setattr(dctnet.models, "save_checkpoint", real_save)
+    monkeypatch.setattr(dctnet.train.loop, "save_checkpoint", real_save)
     assert load_checkpoint(tmp_path / "crashed" / "last.pt").extra["train_state"]["step"] == 2
     resumed = train(_config(data, tmp_path / "crashed", model=model, workers=workers, resume="auto"))
     _assert_same(_state(straight["checkpoint"]), _state(resumed["checkpoint"]))
