@@ -10,8 +10,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
+#include <sys/mman.h>
 #include <memory>
 #include <string>
 #include <thread>
@@ -264,7 +267,7 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
   std::vector<ReadResult> results(n);
   ResultsGuard guard{results.data(), n};
   const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads > 0 ? threads : 1, n)));
-  int started = 1;              // the calling thread always works
+  int started = 1;              // threads that read the batch, the calling thread included
   std::string thread_error;
   {
     nb::gil_scoped_release release;
@@ -276,12 +279,33 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
       }
     };
     // Threads that cannot be created (address-space or process limits) are not an error:
-    // the batch runs on the ones that could, and the caller is told (a RuntimeWarning).
+    // the batch runs on those that could, and the caller is told (a RuntimeWarning).
+    // Creation fails when the address space is exhausted, and the workers still need memory
+    // (buffers, and thread-local data glibc allocates lazily, aborting the process when it
+    // cannot): address space is set aside (PROT_NONE, nothing touched) while threads are
+    // created and given back before any worker starts.
+    size_t reserve_bytes = 0;
+    void* reserve = MAP_FAILED;
+    for (size_t r = std::min<size_t>(size_t(256) << 20, static_cast<size_t>(workers - 1) * (size_t(16) << 20));
+         r >= (size_t(1) << 20); r /= 2) {
+      reserve = mmap(nullptr, r, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (reserve != MAP_FAILED) {
+        reserve_bytes = r;
+        break;
+      }
+    }
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool go = false;
     std::vector<std::thread> pool;
     try {
       pool.reserve(workers - 1);
       for (int t = 1; t < workers; ++t) {
-        pool.emplace_back([&work] {
+        pool.emplace_back([&work, &mutex, &cv, &go] {
+          {
+            std::unique_lock<std::mutex> lock(mutex);
+            cv.wait(lock, [&go] { return go; });
+          }
           Decompressor d;  // never throws; a failed one reports kNoMemory per item
           work(d);
         });
@@ -290,6 +314,12 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
     } catch (const std::exception& e) {
       thread_error = e.what();
     }
+    if (reserve != MAP_FAILED) munmap(reserve, reserve_bytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      go = true;
+    }
+    cv.notify_all();
     work(thread_decompressor());
     for (auto& t : pool) t.join();
   }
