@@ -59,10 +59,13 @@ struct ArrayPlan {
 // Huffman tables in the permanent pool (for abbreviated datastreams), so a reused
 // decompressor would silently lend the previous image's tables to a file that lacks them.
 // Before each image every table slot is emptied (NULL), which is the state of a fresh
-// decompressor: a missing table is then libjpeg's own "not defined" error (or, for Huffman
-// tables 0 and 1 of a Huffman-coded file, libjpeg's Motion-JPEG default tables, exactly as
-// for a file read first). The emptied tables are kept as spares and handed back when
-// libjpeg allocates a table again, so the permanent pool does not grow per image.
+// decompressor: a missing quantisation table is then libjpeg's own "Quantization table 0x..
+// was not defined" error. Huffman tables: libjpeg-turbo 2.1.5 gives a sequential
+// Huffman-coded file without DHT (Motion-JPEG style) the standard tables of ITU-T T.81
+// Annex K for slots 0 and 1 (std_huff_tables, called by jinit_huff_decoder), exactly as
+// for a file read first; a progressive file without them fails ("Huffman table 0x.. was
+// not defined"), as do slots 2 and 3. The emptied tables are kept as spares and handed back
+// when libjpeg allocates a table again, so the permanent pool does not grow per image.
 struct ClientData {
   ArrayPlan plan;
   void* (*alloc_small)(j_common_ptr, int, size_t);   // libjpeg's own
@@ -226,7 +229,7 @@ void on_progress(j_common_ptr cinfo) {
   if (options->max_scans > 0 && dinfo->input_scan_number > options->max_scans) {
     err->result->kind = kLimitError;
     std::snprintf(err->result->message, kMessageSize,
-                  "file has more than %d scans (limit max_scans)", options->max_scans);
+                  "progressive file has more than %d scans (limit max_scans)", options->max_scans);
     longjmp(err->jump, 1);
   }
   if (dinfo->input_scan_number != err->counted_scan) {

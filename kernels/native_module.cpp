@@ -267,7 +267,8 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
   std::vector<ReadResult> results(n);
   ResultsGuard guard{results.data(), n};
   const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads > 0 ? threads : 1, n)));
-  int started = 1;              // threads that read the batch, the calling thread included
+  int started = 1;              // threads started, the calling thread included
+  int used = 1;                 // threads that read the batch
   std::string thread_error;
   {
     nb::gil_scoped_release release;
@@ -279,11 +280,12 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
       }
     };
     // Threads that cannot be created (address-space or process limits) are not an error:
-    // the batch runs on those that could, and the caller is told (a RuntimeWarning).
-    // Creation fails when the address space is exhausted, and the workers still need memory
-    // (buffers, and thread-local data glibc allocates lazily, aborting the process when it
+    // the batch runs on fewer, and the caller is told (a RuntimeWarning). Creation fails when
+    // the address space is exhausted, and workers still need memory (buffers, a malloc arena
+    // each, thread-local data that glibc allocates lazily and aborts the process when it
     // cannot): address space is set aside (PROT_NONE, nothing touched) while threads are
-    // created and given back before any worker starts.
+    // created and given back before any worker starts, and after a failure only as many
+    // workers as there are cores read (more would not be faster); the others leave unused.
     size_t reserve_bytes = 0;
     void* reserve = MAP_FAILED;
     for (size_t r = std::min<size_t>(size_t(256) << 20, static_cast<size_t>(workers - 1) * (size_t(16) << 20));
@@ -296,15 +298,16 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
     }
     std::mutex mutex;
     std::condition_variable cv;
-    bool go = false;
+    int allowed = -1;        // workers with an index below this read; -1: not decided yet
     std::vector<std::thread> pool;
     try {
       pool.reserve(workers - 1);
       for (int t = 1; t < workers; ++t) {
-        pool.emplace_back([&work, &mutex, &cv, &go] {
+        pool.emplace_back([&work, &mutex, &cv, &allowed, t] {
           {
             std::unique_lock<std::mutex> lock(mutex);
-            cv.wait(lock, [&go] { return go; });
+            cv.wait(lock, [&allowed] { return allowed >= 0; });
+            if (t >= allowed) return;
           }
           Decompressor d;  // never throws; a failed one reports kNoMemory per item
           work(d);
@@ -315,18 +318,24 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
       thread_error = e.what();
     }
     if (reserve != MAP_FAILED) munmap(reserve, reserve_bytes);
+    if (!thread_error.empty()) {
+      used = std::max(1, std::min<int>(started, static_cast<int>(std::thread::hardware_concurrency())));
+    } else {
+      used = started;
+    }
     {
       std::lock_guard<std::mutex> lock(mutex);
-      go = true;
+      allowed = used;
     }
     cv.notify_all();
+    for (size_t t = static_cast<size_t>(used - 1); t < pool.size(); ++t) pool[t].join();  // unused ones
     work(thread_decompressor());
-    for (auto& t : pool) t.join();
+    for (size_t t = 0; t < pool.size() && t < static_cast<size_t>(used - 1); ++t) pool[t].join();
   }
-  if (started < workers) {
+  if (used < workers) {
     if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
                          "dctnet: could start only %d of %d reader threads (%s); the batch was read on %d",
-                         started, workers, thread_error.c_str(), started) != 0) {
+                         started, workers, thread_error.c_str(), used) != 0) {
       throw nb::python_error();
     }
   }
