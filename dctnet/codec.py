@@ -149,7 +149,8 @@ class DCTImage(_JPEGInfo):
         progressive, arithmetic: coding process of the file.
         restart_interval: MCUs between restart markers (0: none).
         source: the file's path or ``"<bytes>"``.
-        missing_blocks: in lenient mode, how many blocks corrupt data left zero (0 otherwise).
+        missing_blocks: in lenient mode, how many blocks damaged data left undecoded (0
+            otherwise; the rule is in :func:`read_dct`).
     """
 
     planes: tuple[np.ndarray, ...]
@@ -387,8 +388,10 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
             data was first lost (the decoder had to invent bits or skip data) to the end of
             that scan's components, plus every component no scan reached; they are left zero
             (in progressive files they keep what earlier scans gave them). The count is exact
-            at iMCU-row granularity. A file missing only its EOI marker (or cut between
-            scans) still warns, with 0 missing blocks when every scan present was complete.
+            at iMCU-row granularity. The source running dry is not data loss by itself: a
+            file missing only its EOI marker (or cut between scans) still warns, with 0
+            missing blocks when every scan present was complete (except in arithmetic-coded
+            files, whose decoder cannot tell, where the last iMCU row is counted).
         max_pixels: largest ``width * height`` accepted, checked before any allocation
             (``None``: no limit).
         max_scans: largest number of scans accepted.
