@@ -618,3 +618,31 @@ def test_scan_work_is_bounded(many_scans):
         dctnet.read_dct(many_scans)
     small = dctnet.read_dct_batch([many_scans, many_scans], on_error="return", max_scan_blocks=1_000_000)
     assert all(isinstance(x, dctnet.JPEGError) and "max_scan_blocks" in str(x) for x in small)
+
+
+def test_read_header_with_large_metadata_and_odd_layouts(tmp_path, files):
+    """read_header reads files in chunks up to the first scan: headers larger than a chunk,
+    fill bytes and garbage between segments (then libjpeg's own resync) still read like
+    read_dct does."""
+    data = files["progressive"].read_bytes()
+    app = b"\xff\xe2" + (65533 + 2).to_bytes(2, "big") + bytes(range(256)) * 255 + b"\0" * (65533 - 65280)
+    variants = {
+        "big_metadata": data[:2] + app * 3 + data[2:],
+        "fill_bytes": data[:2] + b"\xff\xff\xff" + data[2:],
+        "garbage": data[:2] + app + b"garbage" + data[2 + 0:],
+    }
+    for name, variant in variants.items():
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(variant)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dctnet.JPEGWarning)
+            try:
+                full = dctnet.read_dct(path)
+            except dctnet.JPEGError as e:
+                with pytest.raises(dctnet.JPEGError, match=re.escape(e.reason)):
+                    dctnet.read_header(path)
+                continue
+            header = dctnet.read_header(path)
+        assert (header.width, header.height, header.block_shapes, header.progressive) == \
+            (full.width, full.height, full.block_shapes, full.progressive), name
+        assert np.array_equal(header.qtables, full.qtables), name

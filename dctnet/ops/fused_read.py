@@ -137,7 +137,8 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
         out: CPU float32 tensor(s) to write into (e.g. pinned; a tuple ``(y, cbcr)`` for
             ``late_concat``); allocated when None.
         threads: reader threads, each decoding and gathering whole images (default:
-            ``os.cpu_count()``).
+            ``os.cpu_count()``). If the system cannot create that many, fewer are used, with
+            a ``RuntimeWarning`` (as in :func:`~dctnet.codec.read_dct_batch`).
         on_error: ``"raise"``: raise the first item's error after the whole batch was
             processed. ``"return"``: return ``(output, errors)`` with ``errors[i]`` the
             exception of item ``i`` (a :class:`~dctnet.codec.JPEGError`, ``OSError`` or
