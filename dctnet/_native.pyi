@@ -4,19 +4,31 @@ from typing import Sequence, Union
 
 import numpy as np
 
+# A path (str: encoded with the file-system encoding; bytes when is_path / path_flags say so:
+# os.fsencode'd, opened as is) or the file's bytes (any contiguous buffer).
 _Source = Union[str, bytes, bytearray, memoryview]
 # Success: (width, height, colorspace, progressive, arithmetic, restart_interval, sampling,
 #           qtables uint16 (ncomp, 64), planes (int16 (Hb, Wb, 64) ... or (Hb, Wb) when header_only),
 #           corrupt (count, missing_blocks, total_blocks, scan, message) | None,
 #           other_warnings (count, message) | None)
-# Failure: (kind, errno, message) with kind 1 libjpeg, 2 OS, 3 limit, 4 memory, 5 invalid
-_Result = tuple
+# Consumed by a sink: None, or (corrupt, other_warnings) when the read had warnings
+# Failure: (kind, errno, message) with kind 1 libjpeg/file type, 2 OS, 3 limit, 4 memory, 5 invalid
+#          (kind 1 with errno EISDIR: a directory)
+_Result = tuple | None
 
 LIBJPEG_VERSION: int
 LIBJPEG_TURBO_VERSION: int
 
-def read(src: _Source, strict: bool, header_only: bool, max_pixels: int, max_scans: int) -> _Result: ...
+def read(src: _Source, strict: bool, header_only: bool, max_pixels: int, max_scans: int, is_path: bool = False,
+         max_bytes: int = 0, max_scan_blocks: int = 0) -> _Result: ...
+"""Limits: 0 means none. ``max_bytes`` bounds the input (a file's size is checked before it is
+read); ``max_scan_blocks`` bounds the blocks decoded summed over all scans."""
+
 def read_batch(srcs: Sequence[_Source], strict: bool, header_only: bool, max_pixels: int, max_scans: int,
-               threads: int, sink: int = 0, sink_context: int = 0) -> list[_Result | None]: ...
-"""``sink``: address of ``int32 (*)(void* context, int64 index, const int64* view)`` called on the
-worker thread after each successful read; returning 0 consumes the image (its result is None)."""
+               threads: int, sink: int = 0, sink_context: int = 0, path_flags: bytes | None = None,
+               max_bytes: int = 0, max_scan_blocks: int = 0) -> list[_Result]:
+    """``sink``: address of ``int32 (*)(void* context, int64 index, const int64* view)`` called on the
+    worker thread after each successful read; returning 0 consumes the image (its result is None, or
+    its warnings). ``path_flags``: one byte per source, nonzero for a path given as bytes. Problems
+    of one item (bad path, non-contiguous buffer) are that item's result. Threads that cannot be
+    created give a RuntimeWarning and the batch is read on fewer."""

@@ -9,7 +9,9 @@ order, still quantised; ``qtables`` is ``uint16 (ncomp, 64)`` in natural order.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence, Union
@@ -29,13 +31,26 @@ __all__ = [
     "read_header",
     "estimate_quality",
     "ijg_qtables",
+    "read_source",
+    "check_limits",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SCANS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_SCAN_BLOCKS",
 ]
 
 #: Default pixel limit, checked against the header before anything image-sized is allocated.
 DEFAULT_MAX_PIXELS = 100_000_000
 #: Progressive files with more scans than this are rejected (a decoding-time bomb otherwise).
 DEFAULT_MAX_SCANS = 1000
+#: Largest input accepted, in bytes: a file's size is checked (``fstat``) before it is read.
+DEFAULT_MAX_BYTES = 1 << 30
+#: Work bound of entropy decoding: the blocks each scan codes, summed over the scans, checked
+#: before each scan is decoded. A baseline file codes each block once, libjpeg's standard
+#: progressive script about 5 times (a 100-Mpx 4:4:4 file: ~22M; 25 Mpx 4:2:0: ~3M). A
+#: 25-Mpx file repeating a full-image scan 999 times would be ~400M (15 s here); it is
+#: rejected after ~77 scans (~1 s).
+DEFAULT_MAX_SCAN_BLOCKS = 30_000_000
 
 #: The libjpeg-turbo version the reader was built against (reports and benchmarks).
 LIBJPEG_TURBO_VERSION: str | None = getattr(_native, "LIBJPEG_TURBO_VERSION", None)
@@ -61,6 +76,18 @@ class JPEGError(ValueError):
 
     def __reduce__(self):  # picklable across process pools
         return (type(self), (self.source, self.reason))
+
+
+class _JPEGDirectoryError(JPEGError, IsADirectoryError):
+    """A directory given as a JPEG: a :class:`JPEGError` and, as before, an ``IsADirectoryError``."""
+
+    def __init__(self, source: str, reason: str):
+        IsADirectoryError.__init__(self, errno.EISDIR, reason, source)
+        self.source = source
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
 
 
 class JPEGWarning(UserWarning):
@@ -125,7 +152,8 @@ class DCTImage(_JPEGInfo):
         progressive, arithmetic: coding process of the file.
         restart_interval: MCUs between restart markers (0: none).
         source: the file's path or ``"<bytes>"``.
-        missing_blocks: in lenient mode, how many blocks corrupt data left zero (0 otherwise).
+        missing_blocks: in lenient mode, how many blocks damaged data left undecoded (0
+            otherwise; the rule is in :func:`read_dct`).
     """
 
     planes: tuple[np.ndarray, ...]
@@ -165,36 +193,167 @@ def subsampling_label(sampling: Sequence[tuple[int, int]]) -> str:
     return "other"
 
 
-def _source_name(src: JPEGSource, index: int | None = None) -> tuple[object, str]:
-    """Return the object handed to the native reader and the name used in messages."""
+def _source_name(src: JPEGSource, index: int | None = None) -> tuple[object, str, bool]:
+    """The object handed to the native reader, the name used in messages, and whether it is a
+    path. Paths go to native code as file-system bytes (``os.fsencode``), so any name the OS
+    accepts works, and names are ``os.fsdecode``'d for messages. A path the file-system
+    encoding cannot represent is handed over as ``str``: the native reader makes it that
+    item's error."""
     if isinstance(src, (str, os.PathLike)):
-        path = os.fsdecode(src)
-        return path, path
+        path = os.fspath(src)
+        name = os.fsdecode(path)
+        try:
+            return os.fsencode(path), name, True
+        except UnicodeEncodeError:
+            return name, name, True
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return src, "<bytes>" if index is None else f"<bytes #{index}>"
+        return src, "<bytes>" if index is None else f"<bytes #{index}>", False
     raise TypeError(f"expected a path or a bytes-like object, got {type(src).__name__}")
 
 
-def _build(result: tuple, name: str, header_only: bool):
+def check_limits(*, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_scans: int | None = DEFAULT_MAX_SCANS,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> dict[str, int]:
+    """Check the reader's limits and return them as the native reader takes them (0: no limit).
+
+    Every limit is a non-negative ``int`` or ``None`` (no limit); 0 also means no limit.
+
+    Args:
+        max_pixels: largest ``width * height``, checked against the header before any
+            image-sized allocation.
+        max_scans: largest number of scans.
+        max_bytes: largest input in bytes; a file's size is checked before it is read.
+        max_scan_blocks: largest number of block decodes summed over the scans (each scan codes
+            the blocks of its components), checked before each scan is decoded.
+
+    Raises:
+        ValueError: a limit is negative or not an integer.
+    """
+    out = {}
+    for key, value in (("max_pixels", max_pixels), ("max_scans", max_scans), ("max_bytes", max_bytes),
+                       ("max_scan_blocks", max_scan_blocks)):
+        if value is None:
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{key} must be a non-negative int or None, not {value!r}")
+        out[key] = int(value)
+    out["max_scans"] = min(out["max_scans"], 2**31 - 1)
+    return out
+
+
+_FILE_TYPES = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+
+
+def _not_regular(name: str, mode: int) -> JPEGError:
+    kind = next((label for test, label in _FILE_TYPES if test(mode)), "special file")
+    cls = _JPEGDirectoryError if stat.S_ISDIR(mode) else JPEGError
+    return cls(name, f"not a regular file ({kind})")
+
+
+def _check_start(name: str, head: bytes) -> None:
+    if len(head) == 0:
+        raise JPEGError(name, "empty input (0 bytes)")
+    if len(head) < 2:
+        raise JPEGError(name, f"Not a JPEG file: only 1 byte (0x{head[0]:02x})")
+    if head[0] != 0xFF or head[1] != 0xD8:
+        raise JPEGError(name, f"Not a JPEG file: starts with 0x{head[0]:02x} 0x{head[1]:02x}")
+
+
+def read_source(src: JPEGSource, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[bytes | bytearray | memoryview, str]:
+    """Open a JPEG source the way the native reader does, for Python code that needs the bytes.
+
+    Paths: opened non-blocking (a FIFO cannot hang the open), regular files only, size checked
+    against ``max_bytes`` (``fstat``) and the first two bytes against the JPEG SOI marker
+    before the rest is read. Bytes-like sources are checked the same way and returned as is.
+
+    Args:
+        src: a path (``str``, ``bytes`` paths via ``os.PathLike``) or the file's bytes.
+        max_bytes: largest accepted size in bytes (``None`` or 0: no limit).
+
+    Returns:
+        ``(data, name)``: the file's bytes (a ``bytearray`` for paths, ``src`` itself for
+        bytes-like input) and the name used in messages (the path, or ``"<bytes>"``).
+
+    Raises:
+        JPEGError: not a regular file (FIFO, device, directory: the latter is also an
+            ``IsADirectoryError``), larger than ``max_bytes``, empty, not starting with SOI,
+            or a path with a NUL byte. OSError: the file cannot be opened or read.
+    """
+    limit = check_limits(max_bytes=max_bytes)["max_bytes"]
+    obj, name, is_path = _source_name(src)
+    if not is_path:
+        view = memoryview(obj)
+        if limit and view.nbytes > limit:
+            raise JPEGError(name, f"input of {view.nbytes} bytes exceeds the limit of {limit} bytes (max_bytes)")
+        _check_start(name, view[:2].tobytes() if view.ndim == 1 and view.itemsize == 1 else bytes(view)[:2])
+        return obj, name
+    if isinstance(obj, str) or b"\0" in obj:
+        raise JPEGError(name, "embedded null byte in path" if not isinstance(obj, str)
+                        else "path cannot be encoded for the file system")
+    fd = os.open(obj, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(name, st.st_mode)
+        if limit and st.st_size > limit:
+            raise JPEGError(name, f"file of {st.st_size} bytes exceeds the limit of {limit} bytes (max_bytes)")
+        head = os.read(fd, 2)
+        if len(head) == 1:
+            head += os.read(fd, 1)
+        _check_start(name, head)
+        data = bytearray(max(st.st_size, 2))
+        data[:2] = head
+        view = memoryview(data)
+        have = 2
+        while have < len(data):
+            got = os.readv(fd, [view[have:]])
+            if got == 0:                     # the file shrank since fstat
+                break
+            have += got
+        view.release()
+        del data[have:]
+        return data, name
+    finally:
+        os.close(fd)
+
+
+def _warn(name: str, corrupt: tuple | None, other: tuple | None, stacklevel: int) -> int:
+    """Emit the JPEGWarnings of a read; return its missing-block count."""
+    missing = 0
+    if other is not None:
+        count, message = other
+        warnings.warn(f"{name}: libjpeg warning: {message}" + (f" (+{count - 1} more)" if count > 1 else ""),
+                      JPEGWarning, stacklevel=stacklevel + 1)
+    if corrupt is not None:
+        count, missing, total, scan, message = corrupt
+        warnings.warn(
+            f"{name}: corrupt JPEG data ({message}; {count} warning{'s' if count > 1 else ''}, first in scan {scan}): "
+            f"{missing} of {total} blocks are missing and left zero",
+            JPEGWarning, stacklevel=stacklevel + 1)
+    return int(missing)
+
+
+def _build(result: tuple | None, name: str, header_only: bool):
+    """A native result as a DCTImage / JPEGHeader, an exception (returned, never raised: it has
+    no traceback and so keeps no frame alive), or None for an image a sink consumed (after its
+    warnings, if any, were emitted)."""
+    if result is None:
+        return None
+    if len(result) == 2:                 # consumed by a sink, with warnings
+        _warn(name, result[0], result[1], stacklevel=3)
+        return None
     if len(result) == 3:
         kind, errno_, message = result
         if kind == _KIND_OS:
             return OSError(errno_, message, name)
         if kind == _KIND_MEMORY:
             return MemoryError(f"{name}: {message}")
+        if errno_ == errno.EISDIR:
+            return _JPEGDirectoryError(name, message)
         return JPEGError(name, message)
     width, height, cs, progressive, arithmetic, restart, sampling, qtables, planes, corrupt, other = result
-    missing = 0
-    if other is not None:
-        count, message = other
-        warnings.warn(f"{name}: libjpeg warning: {message}" + (f" (+{count - 1} more)" if count > 1 else ""),
-                      JPEGWarning, stacklevel=3)
-    if corrupt is not None:
-        count, missing, total, scan, message = corrupt
-        warnings.warn(
-            f"{name}: corrupt JPEG data ({message}; {count} warning{'s' if count > 1 else ''}, first in scan {scan}): "
-            f"{missing} of {total} blocks are missing and left zero",
-            JPEGWarning, stacklevel=3)
+    missing = _warn(name, corrupt, other, stacklevel=3)
     common = dict(qtables=qtables, width=width, height=height, sampling=sampling,
                   colorspace=_COLORSPACES.get(cs, "unknown"), progressive=progressive, arithmetic=arithmetic,
                   restart_interval=restart, source=name)
@@ -203,75 +362,124 @@ def _build(result: tuple, name: str, header_only: bool):
     return DCTImage(planes=planes, missing_blocks=int(missing), **common)
 
 
+def _read_one(src: JPEGSource, header_only: bool, strict: bool, limits: dict[str, int]):
+    """One read through the native reader: the DCTImage/JPEGHeader, or the exception to raise
+    (every failure inside the native call, expected or not, names the source)."""
+    obj, name, is_path = _source_name(src)
+    try:
+        result = _native.read(obj, strict, header_only, limits["max_pixels"], limits["max_scans"],
+                              is_path=is_path, max_bytes=limits["max_bytes"],
+                              max_scan_blocks=limits["max_scan_blocks"])
+    except (RuntimeError, ValueError) as e:   # not expected: the binding reports per item
+        return JPEGError(name, f"{type(e).__name__}: {e}")
+    return _build(result, name, header_only)
+
+
 def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-             max_scans: int = DEFAULT_MAX_SCANS) -> DCTImage:
+             max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
+             max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> DCTImage:
     """Read the quantised DCT coefficients of one JPEG.
 
     Args:
-        src: a path, or the file's bytes (``bytes``, ``bytearray``, ``memoryview``).
-        strict: corrupt entropy-coded data is an error (default). With ``strict=False`` what
-            could be decoded is returned, missing blocks left zero, with a :class:`JPEGWarning`
-            that counts them.
+        src: a path (``str`` or ``os.PathLike``; any name the file system accepts), or the
+            file's bytes (``bytes``, ``bytearray``, ``memoryview``). Paths must be regular
+            files: FIFOs, devices and directories are refused without being read.
+        strict: corrupt entropy-coded data is an error (default), and so is a file that ends
+            early, even if only its EOI marker is missing. With ``strict=False`` what could be
+            decoded is returned with a :class:`JPEGWarning` naming the file and counting the
+            missing blocks (``DCTImage.missing_blocks``): the blocks from the iMCU row where
+            data was first lost (the decoder had to invent bits or skip data) to the end of
+            that scan's components, plus every component no scan reached; they are left zero
+            (in progressive files they keep what earlier scans gave them). The count is exact
+            at iMCU-row granularity. The source running dry is not data loss by itself: a
+            file missing only its EOI marker (or cut between scans) still warns, with 0
+            missing blocks when every scan present was complete (except in arithmetic-coded
+            files, whose decoder cannot tell, where the last iMCU row is counted).
         max_pixels: largest ``width * height`` accepted, checked before any allocation
             (``None``: no limit).
-        max_scans: largest number of scans accepted in a progressive file.
+        max_scans: largest number of scans accepted.
+        max_bytes: largest input accepted in bytes (default 1 GiB), checked against the file
+            size before the file is read (``None``: no limit).
+        max_scan_blocks: largest number of block decodes summed over all scans (default
+            :data:`DEFAULT_MAX_SCAN_BLOCKS`), checked before each scan: bounds the work of
+            progressive files with many scans (``None``: no limit).
 
     Returns:
         A :class:`DCTImage` whose ``planes[c]`` is ``int16 (Hb, Wb, 64)``.
 
     Raises:
-        JPEGError: the data is not a JPEG dctnet can read; the message names the source and
-            gives libjpeg's reason. OSError: the file cannot be read.
+        JPEGError: the data is not a JPEG dctnet can read, a limit is exceeded, or the path is
+            not a regular file or has a NUL byte; the message names the source and gives the
+            reason. OSError: the file cannot be opened or read.
     """
-    obj, name = _source_name(src)
-    result = _native.read(obj, strict, False, max_pixels or 0, max_scans)
-    out = _build(result, name, False)
+    out = _read_one(src, False, strict, check_limits(max_pixels=max_pixels, max_scans=max_scans,
+                                                     max_bytes=max_bytes, max_scan_blocks=max_scan_blocks))
     if isinstance(out, BaseException):
-        raise out
+        try:
+            raise out
+        finally:
+            out = None
     return out
 
 
-def read_header(src: JPEGSource, *, max_pixels: int | None = None) -> JPEGHeader:
+def read_header(src: JPEGSource, *, max_pixels: int | None = None,
+                max_bytes: int | None = DEFAULT_MAX_BYTES) -> JPEGHeader:
     """Read only the header (no entropy decoding): geometry, coding process and tables.
 
-    Raises :class:`JPEGError` like :func:`read_dct` for anything up to the first scan.
+    A file is read only up to the end of its first SOS segment (in chunks), never whole.
+    Raises :class:`JPEGError` like :func:`read_dct` for anything up to the first scan;
+    ``max_pixels`` and ``max_bytes`` as for :func:`read_dct` (no pixel limit by default).
     """
-    obj, name = _source_name(src)
-    result = _native.read(obj, True, True, max_pixels or 0, DEFAULT_MAX_SCANS)
-    out = _build(result, name, True)
+    out = _read_one(src, True, True, check_limits(max_pixels=max_pixels, max_bytes=max_bytes))
     if isinstance(out, BaseException):
-        raise out
+        try:
+            raise out
+        finally:
+            out = None
     return out
 
 
-def _batch_arguments(srcs: Iterable[JPEGSource], threads: int | None) -> tuple[list, list[str], int]:
-    """What the native batch reader takes (paths / buffers), the names used in messages, and
-    the checked thread count (default ``os.cpu_count()``)."""
-    objs, names = [], []
+def _batch_arguments(srcs: Iterable[JPEGSource], threads: int | None) -> tuple[list, list[str], bytes, int]:
+    """What the native batch reader takes (paths as file-system bytes / buffers), the names
+    used in messages, the path flags (one byte per item), and the checked thread count
+    (default ``os.cpu_count()``)."""
+    objs, names, flags = [], [], bytearray()
     for i, src in enumerate(srcs):
-        obj, name = _source_name(src, i)
+        obj, name, is_path = _source_name(src, i)
         objs.append(obj)
         names.append(name)
+        flags.append(is_path)
     if threads is None:
         threads = os.cpu_count() or 1
     if threads < 1:
         raise ValueError(f"threads must be >= 1, not {threads}")
-    return objs, names, threads
+    return objs, names, bytes(flags), threads
+
+
+def _read_batch_native(objs: list, flags: bytes, threads: int, strict: bool, limits: dict[str, int],
+                       sink: int = 0, sink_context: int = 0) -> list:
+    """The native batch read (results, not yet built)."""
+    return _native.read_batch(objs, strict, False, limits["max_pixels"], limits["max_scans"], threads, sink,
+                              sink_context, path_flags=flags, max_bytes=limits["max_bytes"],
+                              max_scan_blocks=limits["max_scan_blocks"])
 
 
 def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
                    on_error: Literal["raise", "return"] = "raise", strict: bool = True,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                   max_scans: int = DEFAULT_MAX_SCANS) -> list[DCTImage | Exception]:
+                   max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                   max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list[DCTImage | Exception]:
     """Read many JPEGs on a pool of native threads (GIL released, one decompressor per thread).
 
     Args:
         srcs: paths and/or bytes-like objects.
-        threads: worker threads (default: ``os.cpu_count()``).
+        threads: worker threads (default: ``os.cpu_count()``). If the system cannot create
+            that many (process or address-space limits), the batch runs on those it could
+            create, with a ``RuntimeWarning``.
         on_error: ``"raise"`` raises the first failure (after all items were read);
             ``"return"`` puts each failure (a :class:`JPEGError` or ``OSError``) in its
-            item's place and returns every good item.
-        strict, max_pixels, max_scans: as for :func:`read_dct`.
+            item's place and returns every good item. Returned exceptions carry no traceback.
+        strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for :func:`read_dct`.
 
     Returns:
         A list in input order of :class:`DCTImage` (and, with ``on_error="return"``,
@@ -279,13 +487,23 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
-    objs, names, threads = _batch_arguments(srcs, threads)
-    results = _native.read_batch(objs, strict, False, max_pixels or 0, max_scans, threads)
+    limits = check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                          max_scan_blocks=max_scan_blocks)
+    objs, names, flags, threads = _batch_arguments(srcs, threads)
+    results = _read_batch_native(objs, flags, threads, strict, limits)
+    del objs
     out = [_build(r, name, False) for r, name in zip(results, names)]
+    del results
     if on_error == "raise":
-        for item in out:
-            if isinstance(item, BaseException):
-                raise item
+        error = next((x for x in out if isinstance(x, BaseException)), None)
+        if error is not None:
+            # The traceback keeps this frame: it must hold neither the batch nor the error (a
+            # cycle that would keep every decoded image alive until the cyclic GC runs).
+            del out
+            try:
+                raise error
+            finally:
+                error = None
     return out
 
 

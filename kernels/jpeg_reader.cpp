@@ -7,6 +7,7 @@
 #include "jpeg_reader.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
 #include <csetjmp>
 #include <cstdio>
@@ -16,7 +17,9 @@
 #include <new>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 extern "C" {
 #include <jpeglib.h>
@@ -50,13 +53,68 @@ struct ArrayPlan {
   JDIMENSION cols[kMaxComponents];             // width_in_blocks rounded up to h_samp
 };
 
+// What the replaced memory-manager methods need, reachable from cinfo->client_data.
+//
+// Tables must not carry over from one image to the next: libjpeg keeps quantisation and
+// Huffman tables in the permanent pool (for abbreviated datastreams), so a reused
+// decompressor would silently lend the previous image's tables to a file that lacks them.
+// Before each image every table slot is emptied (NULL), which is the state of a fresh
+// decompressor: a missing quantisation table is then libjpeg's own "Quantization table 0x..
+// was not defined" error. Huffman tables: libjpeg-turbo 2.1.5 gives a sequential
+// Huffman-coded file without DHT (Motion-JPEG style) the standard tables of ITU-T T.81
+// Annex K for slots 0 and 1 (std_huff_tables, called by jinit_huff_decoder), exactly as
+// for a file read first; a progressive file without them fails ("Huffman table 0x.. was
+// not defined"), as do slots 2 and 3. The emptied tables are kept as spares and handed back
+// when libjpeg allocates a table again, so the permanent pool does not grow per image.
+struct ClientData {
+  ArrayPlan plan;
+  void* (*alloc_small)(j_common_ptr, int, size_t);   // libjpeg's own
+  JQUANT_TBL* spare_quant[NUM_QUANT_TBLS];
+  int num_spare_quant;
+  JHUFF_TBL* spare_huff[2 * NUM_HUFF_TBLS];
+  int num_spare_huff;
+};
+
+void* alloc_small_recycling(j_common_ptr cinfo, int pool_id, size_t size) {
+  auto* cd = static_cast<ClientData*>(cinfo->client_data);
+  if (pool_id == JPOOL_PERMANENT) {
+    if (size == sizeof(JQUANT_TBL) && cd->num_spare_quant > 0) return cd->spare_quant[--cd->num_spare_quant];
+    if (size == sizeof(JHUFF_TBL) && cd->num_spare_huff > 0) return cd->spare_huff[--cd->num_spare_huff];
+  }
+  return (*cd->alloc_small)(cinfo, pool_id, size);
+}
+
+template <typename T, int N>
+void empty_slot(T** slot, T* (&spares)[N], int* count) {
+  if (*slot == nullptr) return;
+  if (*count < N) spares[(*count)++] = *slot;  // never full: at most one table per slot exists
+  *slot = nullptr;
+}
+
+void forget_tables(j_decompress_ptr cinfo, ClientData* cd) {
+  for (int i = 0; i < NUM_QUANT_TBLS; ++i) empty_slot(&cinfo->quant_tbl_ptrs[i], cd->spare_quant, &cd->num_spare_quant);
+  for (int i = 0; i < NUM_HUFF_TBLS; ++i) {
+    empty_slot(&cinfo->dc_huff_tbl_ptrs[i], cd->spare_huff, &cd->num_spare_huff);
+    empty_slot(&cinfo->ac_huff_tbl_ptrs[i], cd->spare_huff, &cd->num_spare_huff);
+  }
+}
+
 struct ErrorManager {
   jpeg_error_mgr pub;
   jmp_buf jump;
   ReadResult* result;
   const ReadOptions* options;
   int phase;
-  unsigned seen_components;  // bit c: component c appeared in a scan so far
+  // The scan being decoded, as seen by the last progress call (see on_progress). libjpeg's
+  // own scan fields are not safe to read from a warning: while an SOS header is being
+  // parsed, comps_in_scan is already the new count but cur_comp_info[] is NULL, and
+  // input_iMCU_row still belongs to the previous scan.
+  unsigned seen_components;   // bit c: component c appeared in a scan so far
+  unsigned scan_components;   // components of the scan being decoded
+  long long scan_row;         // its iMCU row being decoded
+  int counted_scan;           // last scan whose blocks were added to scan_blocks
+  unsigned long long scan_blocks;  // blocks coded by the scans so far (work bound)
+  bool missing_known;         // missing_blocks was estimated at a data-loss warning
 };
 
 struct ProgressManager {
@@ -95,32 +153,33 @@ bool is_corruption(int code) {
   }
 }
 
-void mark_scan_components(j_decompress_ptr dinfo, ErrorManager* err) {
-  for (int i = 0; i < dinfo->comps_in_scan; ++i) {
-    err->seen_components |= 1u << dinfo->cur_comp_info[i]->component_index;
+// Records the scan libjpeg is about to decode. Only called where libjpeg's scan state is
+// consistent: from the progress monitor (between jpeg_consume_input calls) and right after
+// jpeg_read_header.
+void snapshot_scan(j_decompress_ptr dinfo, ErrorManager* err) {
+  unsigned in_scan = 0;
+  for (int i = 0; i < dinfo->comps_in_scan && i < MAX_COMPS_IN_SCAN; ++i) {
+    const jpeg_component_info* comp = dinfo->cur_comp_info[i];
+    if (comp != nullptr) in_scan |= 1u << comp->component_index;
   }
+  err->scan_components = in_scan;
+  err->scan_row = dinfo->input_iMCU_row;
+  err->seen_components |= in_scan;
 }
 
-// Blocks that cannot have been decoded when corruption is first seen: the current scan's
-// components from the current iMCU row on and, for sequential files, every component
-// that has not appeared in a scan yet.
-long long estimate_missing_blocks(j_decompress_ptr dinfo, const ErrorManager* err) {
+// Blocks that cannot have been decoded: with `in_scan`, the snapshot scan's components from
+// its current iMCU row on; always, every component no scan has reached (all zero).
+long long estimate_missing_blocks(j_decompress_ptr dinfo, const ErrorManager* err, bool in_scan) {
   if (err->phase != kPhaseCoefficients) return 0;
   long long missing = 0;
-  const long long row = dinfo->input_iMCU_row;
-  unsigned in_scan = 0;
-  for (int i = 0; i < dinfo->comps_in_scan; ++i) {
-    const jpeg_component_info* comp = dinfo->cur_comp_info[i];
-    in_scan |= 1u << comp->component_index;
-    long long rows_left = static_cast<long long>(comp->height_in_blocks) - row * comp->v_samp_factor;
-    if (rows_left > 0) missing += rows_left * comp->width_in_blocks;
-  }
-  if (!dinfo->progressive_mode) {
-    for (int c = 0; c < dinfo->num_components; ++c) {
-      if (!((err->seen_components | in_scan) & (1u << c))) {
-        const jpeg_component_info* comp = &dinfo->comp_info[c];
-        missing += static_cast<long long>(comp->height_in_blocks) * comp->width_in_blocks;
-      }
+  for (int c = 0; c < dinfo->num_components && c < kMaxComponents; ++c) {
+    const jpeg_component_info* comp = &dinfo->comp_info[c];
+    const unsigned bit = 1u << c;
+    if (in_scan && (err->scan_components & bit)) {
+      const long long rows_left = static_cast<long long>(comp->height_in_blocks) - err->scan_row * comp->v_samp_factor;
+      if (rows_left > 0) missing += rows_left * comp->width_in_blocks;
+    } else if (!(err->seen_components & bit)) {
+      missing += static_cast<long long>(comp->height_in_blocks) * comp->width_in_blocks;
     }
   }
   return missing;
@@ -134,18 +193,23 @@ void on_emit_message(j_common_ptr cinfo, int msg_level) {
   if (result == nullptr) return;
   char buffer[JMSG_LENGTH_MAX];
   (*cinfo->err->format_message)(cinfo, buffer);
-  if (!is_corruption(cinfo->err->msg_code)) {
+  const int code = cinfo->err->msg_code;
+  if (!is_corruption(code)) {
     if (result->other_warnings++ == 0) copy_message(result->first_other_warning, buffer);
     return;
   }
+  auto dinfo = reinterpret_cast<j_decompress_ptr>(cinfo);
   if (result->corrupt_warnings++ == 0) {
-    auto dinfo = reinterpret_cast<j_decompress_ptr>(cinfo);
     copy_message(result->first_corruption, buffer);
     result->corrupt_scan = dinfo->input_scan_number;
-    result->missing_blocks = estimate_missing_blocks(dinfo, err);
-    // Scan fields are only meaningful once coefficients are being read; before that they
-    // may still describe a previous image's (freed) components.
-    if (err->phase == kPhaseCoefficients) mark_scan_components(dinfo, err);
+  }
+  // The source running dry (JWRN_JPEG_EOF) loses no data by itself in Huffman-coded files:
+  // the decoder reads ahead, and warns (JWRN_HIT_MARKER) when it really has to invent bits.
+  // The arithmetic decoder invents bits silently, so there the end of data counts.
+  const bool data_lost = code != JWRN_JPEG_EOF || dinfo->arith_code;
+  if (data_lost && !err->missing_known) {
+    err->missing_known = true;
+    result->missing_blocks = estimate_missing_blocks(dinfo, err, true);
   }
   if (err->options->strict) {
     result->kind = kJpegError;
@@ -154,17 +218,37 @@ void on_emit_message(j_common_ptr cinfo, int msg_level) {
   }
 }
 
-// Called by jpeg_read_coefficients before each iMCU row / scan step.
+// Called by jpeg_read_coefficients before each jpeg_consume_input (each iMCU row of a scan,
+// and each marker run between scans).
 void on_progress(j_common_ptr cinfo) {
   auto* progress = reinterpret_cast<ProgressManager*>(cinfo->progress);
   auto dinfo = reinterpret_cast<j_decompress_ptr>(cinfo);
   ErrorManager* err = progress->err;
-  mark_scan_components(dinfo, err);
-  if (err->options->max_scans > 0 && dinfo->input_scan_number > err->options->max_scans) {
+  snapshot_scan(dinfo, err);
+  const ReadOptions* options = err->options;
+  if (options->max_scans > 0 && dinfo->input_scan_number > options->max_scans) {
     err->result->kind = kLimitError;
     std::snprintf(err->result->message, kMessageSize,
-                  "progressive file has more than %d scans (limit max_scans)", err->options->max_scans);
+                  "progressive file has more than %d scans (limit max_scans)", options->max_scans);
     longjmp(err->jump, 1);
+  }
+  if (dinfo->input_scan_number != err->counted_scan) {
+    // A new scan: its blocks are the work it will cost. Checked before it is decoded.
+    err->counted_scan = dinfo->input_scan_number;
+    for (int c = 0; c < dinfo->num_components && c < kMaxComponents; ++c) {
+      if (err->scan_components & (1u << c)) {
+        const jpeg_component_info* comp = &dinfo->comp_info[c];
+        err->scan_blocks += static_cast<unsigned long long>(comp->height_in_blocks) * comp->width_in_blocks;
+      }
+    }
+    if (options->max_scan_blocks > 0 && err->scan_blocks > options->max_scan_blocks) {
+      err->result->kind = kLimitError;
+      std::snprintf(err->result->message, kMessageSize,
+                    "decoding needs more than %llu block decodes over its %d scans so far "
+                    "(limit max_scan_blocks)",
+                    static_cast<unsigned long long>(options->max_scan_blocks), dinfo->input_scan_number);
+      longjmp(err->jump, 1);
+    }
   }
 }
 
@@ -176,7 +260,7 @@ void fail(j_common_ptr cinfo, int code) {
 jvirt_barray_ptr request_block_array(j_common_ptr cinfo, int pool_id, boolean /*pre_zero*/,
                                      JDIMENSION blocksperrow, JDIMENSION numrows, JDIMENSION /*maxaccess*/) {
   // The buffer was zeroed when allocated, which is what pre_zero asks for.
-  auto* plan = static_cast<ArrayPlan*>(cinfo->client_data);
+  ArrayPlan* plan = &static_cast<ClientData*>(cinfo->client_data)->plan;
   const int c = plan->requested;
   if (c >= plan->num_components || blocksperrow != plan->cols[c] || numrows != plan->rows[c]) {
     fail(cinfo, JERR_BAD_VIRTUAL_ACCESS);
@@ -202,13 +286,15 @@ struct Decompressor::State {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
   ProgressManager progress;
-  ArrayPlan plan;
+  ClientData client;
   bool created;
 };
 
-Decompressor::Decompressor() : state_(new State()) {
+Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   State* s = state_;
+  if (s == nullptr) return;  // read() reports it
   std::memset(&s->cinfo, 0, sizeof(s->cinfo));
+  std::memset(&s->client, 0, sizeof(s->client));
   s->cinfo.err = jpeg_std_error(&s->err.pub);
   s->err.pub.error_exit = on_error_exit;
   s->err.pub.emit_message = on_emit_message;
@@ -220,16 +306,19 @@ Decompressor::Decompressor() : state_(new State()) {
     return;  // creation failed (out of memory); read() reports it
   }
   jpeg_create_decompress(&s->cinfo);
-  // The memory manager outlives every image: replace its block-array methods once.
+  // The memory manager outlives every image: replace its methods once.
+  s->client.alloc_small = s->cinfo.mem->alloc_small;
+  s->cinfo.mem->alloc_small = alloc_small_recycling;
   s->cinfo.mem->request_virt_barray = request_block_array;
   s->cinfo.mem->access_virt_barray = access_block_array;
-  s->cinfo.client_data = &s->plan;
+  s->cinfo.client_data = &s->client;
   s->progress.pub.progress_monitor = on_progress;
   s->progress.err = &s->err;
   s->created = true;
 }
 
 Decompressor::~Decompressor() {
+  if (state_ == nullptr) return;
   if (state_->created) jpeg_destroy_decompress(&state_->cinfo);
   delete state_;
 }
@@ -237,15 +326,21 @@ Decompressor::~Decompressor() {
 void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& options,
                         ReadResult* result) {
   State* s = state_;
-  j_decompress_ptr cinfo = &s->cinfo;
-  if (!s->created) {
+  if (s == nullptr || !s->created) {
     result->kind = kNoMemory;
     copy_message(result->message, "could not create a libjpeg decompressor");
     return;
   }
+  j_decompress_ptr cinfo = &s->cinfo;
   if (size == 0) {
     result->kind = kJpegError;
     copy_message(result->message, "empty input (0 bytes)");
+    return;
+  }
+  if (options.max_bytes > 0 && size > options.max_bytes) {
+    result->kind = kLimitError;
+    std::snprintf(result->message, kMessageSize, "input of %zu bytes exceeds the limit of %llu bytes (max_bytes)",
+                  size, static_cast<unsigned long long>(options.max_bytes));
     return;
   }
   if (size > static_cast<size_t>(ULONG_MAX)) {
@@ -257,11 +352,16 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   s->err.options = &options;
   s->err.phase = kPhaseHeader;
   s->err.seen_components = 0;
+  s->err.scan_components = 0;
+  s->err.scan_row = 0;
+  s->err.counted_scan = 0;
+  s->err.scan_blocks = 0;
+  s->err.missing_known = false;
   s->err.pub.num_warnings = 0;
 
   if (setjmp(s->err.jump)) {
     // Every failure lands here: libjpeg's error_exit, a strict-mode corruption warning,
-    // the scan limit, or a check below.
+    // the scan limits, or a check below.
     release_buffer(result->buffer);
     result->buffer = nullptr;
     result->buffer_bytes = 0;
@@ -273,6 +373,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     return;
   }
 
+  forget_tables(cinfo, &s->client);  // this image's tables only (see ClientData)
   jpeg_mem_src(cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(cinfo, TRUE);  // TRUE: a tables-only stream is an error
 
@@ -313,7 +414,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
 
   const size_t qt_bytes = static_cast<size_t>(cinfo->num_components) * 64 * sizeof(uint16_t);
   size_t total_bytes = qt_bytes;
-  ArrayPlan* plan = &s->plan;
+  ArrayPlan* plan = &s->client.plan;
   plan->requested = 0;
   plan->num_components = options.header_only ? 0 : cinfo->num_components;
   if (!options.header_only) {
@@ -340,9 +441,14 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     }
     cinfo->progress = &s->progress.pub;
     s->err.phase = kPhaseCoefficients;
-    mark_scan_components(cinfo, &s->err);
+    snapshot_scan(cinfo, &s->err);
     jpeg_read_coefficients(cinfo);
     cinfo->progress = nullptr;
+    if (result->corrupt_warnings > 0 && !s->err.missing_known) {
+      // Only the source ran dry (e.g. no EOI marker): the scans that ran are complete, and
+      // what is missing is the components no scan reached.
+      result->missing_blocks = estimate_missing_blocks(cinfo, &s->err, false);
+    }
     if (plan->requested != cinfo->num_components) {
       result->kind = kInvalid;
       std::snprintf(result->message, kMessageSize, "libjpeg requested %d coefficient arrays for %d components",
@@ -397,6 +503,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   s->err.result = nullptr;
   s->err.phase = kPhaseIdle;
 }
+
 
 namespace {
 
@@ -466,46 +573,157 @@ void release_buffer(void* buffer) {
   std::free(raw);
 }
 
-bool read_file(const char* path, uint8_t** data, size_t* size, ReadResult* result) {
+namespace {
+
+void os_failure(ReadResult* result, int e) {
+  result->kind = kOsError;
+  result->sys_errno = e;
+  copy_message(result->message, std::strerror(e));
+}
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "directory";
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISCHR(mode)) return "character device";
+  if (S_ISBLK(mode)) return "block device";
+  if (S_ISSOCK(mode)) return "socket";
+  return "special file";
+}
+
+// Reads bytes [*have, want) of the file into buf. Returns false (result filled) on an I/O
+// error; a file that shrank since fstat just ends early (*have < want).
+bool read_range(int fd, uint8_t* buf, size_t* have, size_t want, ReadResult* result) {
+  while (*have < want) {
+    const ssize_t got = ::read(fd, buf + *have, want - *have);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      os_failure(result, errno);
+      return false;
+    }
+    if (got == 0) break;
+    *have += static_cast<size_t>(got);
+  }
+  return true;
+}
+
+// Offset just past the first SOS segment, found by walking the marker segments of
+// data[0, have) from after SOI. 0: more bytes are needed (at least *need). SIZE_MAX: something
+// unusual (garbage between segments, a standalone marker): read the whole file.
+size_t find_header_end(const uint8_t* data, size_t have, size_t* need) {
+  size_t pos = 2;
+  while (true) {
+    if (pos + 4 > have) {
+      *need = pos + 4;
+      return 0;
+    }
+    if (data[pos] != 0xFF) return SIZE_MAX;
+    size_t code = pos + 1;
+    while (code < have && data[code] == 0xFF) ++code;  // fill bytes
+    if (code + 3 > have) {
+      *need = code + 3;
+      return 0;
+    }
+    const uint8_t marker = data[code];
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD9)) return SIZE_MAX;
+    const size_t length = (static_cast<size_t>(data[code + 1]) << 8) | data[code + 2];
+    if (length < 2) return SIZE_MAX;
+    const size_t end = code + 1 + length;
+    if (marker == 0xDA) return end;
+    pos = end;
+  }
+}
+
+}  // namespace
+
+bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,
+               ReadResult* result) {
   *data = nullptr;
   *size = 0;
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) {
-    result->kind = kOsError;
-    result->sys_errno = errno;
-    copy_message(result->message, std::strerror(errno));
+  const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    os_failure(result, errno);
     return false;
   }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    const int e = (fstat(fileno(f), &st) != 0) ? errno : (S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
-    std::fclose(f);
-    result->kind = kOsError;
-    result->sys_errno = e;
-    copy_message(result->message, e == EINVAL ? "not a regular file" : std::strerror(e));
+  if (fstat(fd, &st) != 0) {
+    os_failure(result, errno);
     return false;
   }
-  const size_t n = static_cast<size_t>(st.st_size);
-  uint8_t* buffer = static_cast<uint8_t*>(std::malloc(n > 0 ? n : 1));
+  if (!S_ISREG(st.st_mode)) {
+    result->kind = kJpegError;
+    result->sys_errno = S_ISDIR(st.st_mode) ? EISDIR : 0;
+    std::snprintf(result->message, kMessageSize, "not a regular file (%s)", file_type_name(st.st_mode));
+    return false;
+  }
+  const size_t file_size = static_cast<size_t>(st.st_size);
+  if (options.max_bytes > 0 && static_cast<uint64_t>(st.st_size) > options.max_bytes) {
+    result->kind = kLimitError;
+    std::snprintf(result->message, kMessageSize, "file of %lld bytes exceeds the limit of %llu bytes (max_bytes)",
+                  static_cast<long long>(st.st_size), static_cast<unsigned long long>(options.max_bytes));
+    return false;
+  }
+  // The first two bytes decide whether anything else is read.
+  uint8_t soi[2] = {0, 0};
+  size_t have = 0;
+  if (!read_range(fd, soi, &have, 2, result)) return false;
+  if (have == 0) {
+    result->kind = kJpegError;
+    copy_message(result->message, "empty input (0 bytes)");
+    return false;
+  }
+  if (have < 2 || soi[0] != 0xFF || soi[1] != 0xD8) {
+    result->kind = kJpegError;
+    if (have < 2) {
+      std::snprintf(result->message, kMessageSize, "Not a JPEG file: only 1 byte (0x%02x)", soi[0]);
+    } else {
+      std::snprintf(result->message, kMessageSize, "Not a JPEG file: starts with 0x%02x 0x%02x", soi[0], soi[1]);
+    }
+    return false;
+  }
+  // The whole file or, for a header, a first chunk grown until the first SOS segment is in.
+  size_t capacity = std::max<size_t>(file_size, 2);
+  if (options.header_only) capacity = std::min<size_t>(capacity, size_t(64) << 10);
+  auto* buffer = static_cast<uint8_t*>(std::malloc(capacity));
   if (buffer == nullptr) {
-    std::fclose(f);
     result->kind = kNoMemory;
-    std::snprintf(result->message, kMessageSize, "out of memory reading %zu bytes", n);
+    std::snprintf(result->message, kMessageSize, "out of memory reading %zu bytes", capacity);
     return false;
   }
-  const size_t got = n > 0 ? std::fread(buffer, 1, n, f) : 0;
-  const bool failed = std::ferror(f) != 0;
-  const int e = errno;
-  std::fclose(f);
-  if (failed) {
+  buffer[0] = soi[0];
+  buffer[1] = soi[1];
+  bool ok = read_range(fd, buffer, &have, capacity, result);
+  size_t header_end = 0;
+  while (ok && options.header_only && have == capacity) {
+    size_t need = 0;
+    const size_t end = find_header_end(buffer, have, &need);
+    if (end != 0 && end != SIZE_MAX && end <= have) {
+      header_end = end;
+      break;
+    }
+    if (capacity >= file_size) break;
+    size_t next = (end == SIZE_MAX) ? file_size : std::max({capacity * 2, need, end});
+    next = std::min(next, file_size);
+    auto* grown = static_cast<uint8_t*>(std::realloc(buffer, next));
+    if (grown == nullptr) {
+      std::free(buffer);
+      result->kind = kNoMemory;
+      std::snprintf(result->message, kMessageSize, "out of memory reading %zu bytes", next);
+      return false;
+    }
+    buffer = grown;
+    capacity = next;
+    ok = read_range(fd, buffer, &have, capacity, result);
+  }
+  if (!ok) {
     std::free(buffer);
-    result->kind = kOsError;
-    result->sys_errno = e;
-    copy_message(result->message, std::strerror(e));
     return false;
   }
   *data = buffer;
-  *size = got;
+  *size = header_end > 0 ? header_end : have;
   return true;
 }
 

@@ -26,6 +26,8 @@ struct ReadOptions {
   bool header_only = false;       // stop after the header: no coefficients
   uint64_t max_pixels = 0;        // 0: no limit
   int max_scans = 1000;           // progressive files with more scans are rejected
+  uint64_t max_bytes = 0;         // inputs (files or buffers) larger than this are rejected; 0: no limit
+  uint64_t max_scan_blocks = 0;   // sum over scans of the blocks each scan codes; 0: no limit
 };
 
 // Everything a read produces. `buffer` (from acquire_buffer) is one block the caller takes
@@ -49,7 +51,11 @@ struct ReadResult {
 
   // Corrupt data tolerated in lenient mode.
   int corrupt_warnings = 0;
-  long long missing_blocks = 0;   // blocks left zero (upper bound at iMCU-row granularity)
+  // Blocks not decoded: from the iMCU row where data was first found lost (a decoder had to
+  // invent bits, or skipped data) to the end of that scan's components, plus components no
+  // scan reached. Exact at iMCU-row granularity (an upper bound within that row). The source
+  // running dry alone (a file missing only its EOI marker) loses nothing by itself.
+  long long missing_blocks = 0;
   long long total_blocks = 0;
   int corrupt_scan = 0;           // scan number (1-based) where corruption was first seen
   char first_corruption[kMessageSize] = {0};
@@ -80,8 +86,14 @@ class Decompressor {
 void* acquire_buffer(size_t bytes);
 void release_buffer(void* buffer);
 
-// Reads a whole file into a malloc'd buffer. Returns false and fills result (kOsError or
-// kLimitError) on failure.
-bool read_file(const char* path, uint8_t** data, size_t* size, ReadResult* result);
+// The one way a file becomes reader input. Opens `path` (O_NONBLOCK: a FIFO cannot block
+// the open), accepts regular files only, checks st_size against options.max_bytes and the
+// first two bytes (SOI) before reading further, then reads the file into a malloc'd buffer
+// (*data, free with std::free): whole, or for options.header_only only up to the end of the
+// first SOS segment (found by walking the marker segments; whole file on anything unusual).
+// Returns false and fills result (kOsError with sys_errno, kJpegError, kLimitError,
+// kNoMemory) on failure.
+bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,
+               ReadResult* result);
 
 }  // namespace dctnet

@@ -10,7 +10,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
+#include <cstring>
+#include <sys/mman.h>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,23 +34,57 @@ using dctnet::ReadResult;
 
 namespace {
 
-// One input: either bytes-like (a held Py_buffer) or a path read natively.
+// One input: either bytes-like (a held Py_buffer) or a path read natively. Problems found
+// while pinning an item (a path that cannot be a file name, a buffer that is not
+// contiguous) belong to that item: they become its error result, never the batch's.
 struct Source {
   Py_buffer view{};
   bool has_view = false;
-  std::string path;
+  std::string path;         // file-system bytes (os.fsencode), opened as is
   bool is_path = false;
+  std::string error;        // non-empty: this item fails with this message (kJpegError)
 };
 
-void acquire_source(nb::handle obj, Source* src) {
-  if (PyUnicode_Check(obj.ptr())) {
-    src->path = nb::cast<std::string>(obj);
+// as_path: the object is a path, bytes (os.fsencode) or str (encoded with the file-system
+// encoding and its surrogateescape handler, never UTF-8). Otherwise str is a path too and
+// anything else must be a contiguous buffer holding the file's bytes.
+void acquire_source(nb::handle obj, bool as_path, Source* src) {
+  PyObject* o = obj.ptr();
+  if (as_path || PyUnicode_Check(o)) {
     src->is_path = true;
+    PyObject* encoded = nullptr;
+    if (PyUnicode_Check(o)) {
+      encoded = PyUnicode_EncodeFSDefault(o);
+      if (encoded == nullptr) {
+        nb::python_error e;  // fetches and clears the Python error
+        src->error = std::string("path cannot be encoded for the file system: ") + e.what();
+        return;
+      }
+    } else if (PyBytes_Check(o)) {
+      Py_INCREF(o);
+      encoded = o;
+    } else {
+      throw nb::type_error("a path must be str or bytes");
+    }
+    char* bytes = nullptr;
+    Py_ssize_t length = 0;
+    PyBytes_AsStringAndSize(encoded, &bytes, &length);
+    if (std::memchr(bytes, 0, static_cast<size_t>(length)) != nullptr) {
+      src->error = "embedded null byte in path";
+    } else {
+      src->path.assign(bytes, static_cast<size_t>(length));
+    }
+    Py_DECREF(encoded);
     return;
   }
-  if (PyObject_GetBuffer(obj.ptr(), &src->view, PyBUF_C_CONTIGUOUS) != 0) {
-    PyErr_Clear();
-    throw nb::type_error("expected a path (str) or a contiguous bytes-like object");
+  if (PyObject_GetBuffer(o, &src->view, PyBUF_C_CONTIGUOUS) != 0) {
+    if (!PyObject_CheckBuffer(o)) {
+      PyErr_Clear();
+      throw nb::type_error("expected a path (str) or a contiguous bytes-like object");
+    }
+    nb::python_error e;
+    src->error = std::string("not a contiguous buffer: ") + e.what();
+    return;
   }
   src->has_view = true;
 }
@@ -64,10 +102,13 @@ Decompressor& thread_decompressor() {
 }
 
 void read_one(Decompressor& d, const Source& src, const ReadOptions& options, ReadResult* result) {
-  if (src.is_path) {
+  if (!src.error.empty()) {
+    result->kind = dctnet::kJpegError;
+    std::snprintf(result->message, dctnet::kMessageSize, "%s", src.error.c_str());
+  } else if (src.is_path) {
     uint8_t* data = nullptr;
     size_t size = 0;
-    if (!dctnet::read_file(src.path.c_str(), &data, &size, result)) return;
+    if (!dctnet::load_file(src.path.c_str(), options, &data, &size, result)) return;
     d.read(data, size, options, result);
     std::free(data);
   } else {
@@ -115,12 +156,23 @@ bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) 
 }
 
 // Successful read -> (width, height, colorspace, progressive, arithmetic, restart_interval,
-//   sampling, qtables, planes, corrupt_info)
+//   sampling, qtables, planes, corrupt_info, other_warnings)
+// Consumed by a sink -> None, or (corrupt_info, other_warnings) when the read had warnings
 // Failed read     -> (kind, errno, message)
 nb::object to_python(ReadResult* r, bool header_only) {
-  if (r->kind == dctnet::kOk && r->buffer == nullptr) return nb::none();   // consumed by a sink
   if (r->kind != dctnet::kOk) {
     return nb::make_tuple(r->kind, r->sys_errno, nb::str(r->message));
+  }
+  nb::object corrupt = nb::none();
+  if (r->corrupt_warnings > 0) {
+    corrupt = nb::make_tuple(r->corrupt_warnings, r->missing_blocks, r->total_blocks,
+                             r->corrupt_scan, nb::str(r->first_corruption));
+  }
+  nb::object other = nb::none();
+  if (r->other_warnings > 0) other = nb::make_tuple(r->other_warnings, nb::str(r->first_other_warning));
+  if (r->buffer == nullptr) {                                        // consumed by a sink
+    if (corrupt.is_none() && other.is_none()) return nb::none();
+    return nb::make_tuple(corrupt, other);
   }
   void* buffer = r->buffer;
   r->buffer = nullptr;
@@ -141,46 +193,67 @@ nb::object to_python(ReadResult* r, bool header_only) {
       planes.append(nb::make_tuple(r->height_in_blocks[c], r->width_in_blocks[c]));
     }
   }
-  nb::object corrupt = nb::none();
-  if (r->corrupt_warnings > 0) {
-    corrupt = nb::make_tuple(r->corrupt_warnings, r->missing_blocks, r->total_blocks,
-                             r->corrupt_scan, nb::str(r->first_corruption));
-  }
-  nb::object other = nb::none();
-  if (r->other_warnings > 0) other = nb::make_tuple(r->other_warnings, nb::str(r->first_other_warning));
   return nb::make_tuple(r->width, r->height, r->colorspace, r->progressive != 0, r->arithmetic != 0,
                         r->restart_interval, nb::tuple(sampling), qtables, nb::tuple(planes), corrupt,
                         other);
 }
 
-ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int max_scans) {
+// Gives back every buffer still owned by results (those not turned into Python objects),
+// whatever way the binding is left.
+struct ResultsGuard {
+  ReadResult* results;
+  size_t n;
+  ~ResultsGuard() {
+    for (size_t i = 0; i < n; ++i) {
+      dctnet::release_buffer(results[i].buffer);
+      results[i].buffer = nullptr;
+    }
+  }
+};
+
+ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int max_scans,
+                         uint64_t max_bytes, uint64_t max_scan_blocks) {
   ReadOptions o;
   o.strict = strict;
   o.header_only = header_only;
   o.max_pixels = max_pixels;
   o.max_scans = max_scans;
+  o.max_bytes = max_bytes;
+  o.max_scan_blocks = max_scan_blocks;
   return o;
 }
 
-nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t max_pixels, int max_scans) {
+nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t max_pixels, int max_scans,
+                   bool is_path, uint64_t max_bytes, uint64_t max_scan_blocks) {
   Source src;
-  acquire_source(src_obj, &src);
-  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans);
+  acquire_source(src_obj, is_path, &src);
+  struct Releaser {
+    Source* s;
+    ~Releaser() { release_source(s); }
+  } releaser{&src};
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks);
   ReadResult result;
+  ResultsGuard guard{&result, 1};
   {
     nb::gil_scoped_release release;
     read_one(thread_decompressor(), src, options, &result);
   }
-  release_source(&src);
   return to_python(&result, header_only);
 }
 
 nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_t max_pixels,
-                       int max_scans, int threads, uintptr_t sink_address, uintptr_t sink_context) {
+                       int max_scans, int threads, uintptr_t sink_address, uintptr_t sink_context,
+                       nb::object path_flags, uint64_t max_bytes, uint64_t max_scan_blocks) {
   if (sink_address != 0 && header_only) throw nb::value_error("a sink needs coefficients (header_only=False)");
   auto sink = reinterpret_cast<ImageSink>(sink_address);
   auto* context = reinterpret_cast<void*>(sink_context);
   const size_t n = nb::len(srcs);
+  std::string flags;
+  if (!path_flags.is_none()) {
+    if (!PyBytes_Check(path_flags.ptr())) throw nb::type_error("path_flags must be bytes");
+    flags.assign(PyBytes_AS_STRING(path_flags.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(path_flags.ptr())));
+    if (flags.size() != n) throw nb::value_error("path_flags must have one byte per source");
+  }
   std::vector<Source> sources(n);
   struct Releaser {
     std::vector<Source>* v;
@@ -188,11 +261,15 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
       for (auto& s : *v) release_source(&s);
     }
   } releaser{&sources};
-  for (size_t i = 0; i < n; ++i) acquire_source(srcs[i], &sources[i]);
+  for (size_t i = 0; i < n; ++i) acquire_source(srcs[i], !flags.empty() && flags[i] != 0, &sources[i]);
 
-  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans);
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks);
   std::vector<ReadResult> results(n);
+  ResultsGuard guard{results.data(), n};
   const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads > 0 ? threads : 1, n)));
+  int started = 1;              // threads started, the calling thread included
+  int used = 1;                 // threads that read the batch
+  std::string thread_error;
   {
     nb::gil_scoped_release release;
     std::atomic<size_t> next{0};
@@ -202,16 +279,65 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
         if (sink != nullptr) offer_to_sink(sink, context, static_cast<int64_t>(i), &results[i]);
       }
     };
-    std::vector<std::thread> pool;
-    pool.reserve(workers - 1);
-    for (int t = 1; t < workers; ++t) {
-      pool.emplace_back([&work] {
-        Decompressor d;
-        work(d);
-      });
+    // Threads that cannot be created (address-space or process limits) are not an error:
+    // the batch runs on fewer, and the caller is told (a RuntimeWarning). Creation fails when
+    // the address space is exhausted, and workers still need memory (buffers, a malloc arena
+    // each, thread-local data that glibc allocates lazily and aborts the process when it
+    // cannot): address space is set aside (PROT_NONE, nothing touched) while threads are
+    // created and given back before any worker starts, and after a failure only as many
+    // workers as there are cores read (more would not be faster); the others leave unused.
+    size_t reserve_bytes = 0;
+    void* reserve = MAP_FAILED;
+    for (size_t r = std::min<size_t>(size_t(256) << 20, static_cast<size_t>(workers - 1) * (size_t(16) << 20));
+         r >= (size_t(1) << 20); r /= 2) {
+      reserve = mmap(nullptr, r, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (reserve != MAP_FAILED) {
+        reserve_bytes = r;
+        break;
+      }
     }
+    std::mutex mutex;
+    std::condition_variable cv;
+    int allowed = -1;        // workers with an index below this read; -1: not decided yet
+    std::vector<std::thread> pool;
+    try {
+      pool.reserve(workers - 1);
+      for (int t = 1; t < workers; ++t) {
+        pool.emplace_back([&work, &mutex, &cv, &allowed, t] {
+          {
+            std::unique_lock<std::mutex> lock(mutex);
+            cv.wait(lock, [&allowed] { return allowed >= 0; });
+            if (t >= allowed) return;
+          }
+          Decompressor d;  // never throws; a failed one reports kNoMemory per item
+          work(d);
+        });
+        ++started;
+      }
+    } catch (const std::exception& e) {
+      thread_error = e.what();
+    }
+    if (reserve != MAP_FAILED) munmap(reserve, reserve_bytes);
+    if (!thread_error.empty()) {
+      used = std::max(1, std::min<int>(started, static_cast<int>(std::thread::hardware_concurrency())));
+    } else {
+      used = started;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      allowed = used;
+    }
+    cv.notify_all();
+    for (size_t t = static_cast<size_t>(used - 1); t < pool.size(); ++t) pool[t].join();  // unused ones
     work(thread_decompressor());
-    for (auto& t : pool) t.join();
+    for (size_t t = 0; t < pool.size() && t < static_cast<size_t>(used - 1); ++t) pool[t].join();
+  }
+  if (used < workers) {
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "dctnet: could start only %d of %d reader threads (%s); the batch was read on %d",
+                         started, workers, thread_error.c_str(), used) != 0) {
+      throw nb::python_error();
+    }
   }
   nb::list out;
   for (size_t i = 0; i < n; ++i) out.append(to_python(&results[i], header_only));
@@ -223,10 +349,12 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
 NB_MODULE(_native, m) {
   m.doc() = "dctnet's native JPEG coefficient reader (libjpeg-turbo). Use dctnet.codec instead.";
   m.def("read", &py_read, nb::arg("src"), nb::arg("strict"), nb::arg("header_only"),
-        nb::arg("max_pixels"), nb::arg("max_scans"));
+        nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("is_path") = false, nb::arg("max_bytes") = 0,
+        nb::arg("max_scan_blocks") = 0);
   m.def("read_batch", &py_read_batch, nb::arg("srcs"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"), nb::arg("sink") = 0,
-        nb::arg("sink_context") = 0);
+        nb::arg("sink_context") = 0, nb::arg("path_flags") = nb::none(), nb::arg("max_bytes") = 0,
+        nb::arg("max_scan_blocks") = 0);
   m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
 #ifdef LIBJPEG_TURBO_VERSION_NUMBER
   m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;

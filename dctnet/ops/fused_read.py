@@ -72,18 +72,21 @@ def _general_path(images: list[DCTImage], rows: list[int], layout: DCTLayout, cr
                   flips: np.ndarray, uniform: np.ndarray, outs: tuple[torch.Tensor, ...], errors: list) -> None:
     """The images the reader's callback handed back, into their ``rows`` of ``outs``: as one
     batch (one plan, one kernel launch), or one by one when the batch has a bad item, so
-    that each error names its own file."""
+    that each error names its own file. Errors are stored without traceback (see
+    :func:`_detached`)."""
     try:
         plan = plan_geometry(images, layout, crop=crop, size=size, flip=flips[rows], uniform=uniform[rows])
     except ValueError:
+        plan = None
+    if plan is None:                     # outside the except block: no exception context
         for img, i in zip(images, rows):
             try:
-                plan = plan_geometry([img], layout, crop=crop, size=size, flip=flips[i:i + 1],
-                                     uniform=uniform[i:i + 1])
+                one = plan_geometry([img], layout, crop=crop, size=size, flip=flips[i:i + 1],
+                                    uniform=uniform[i:i + 1])
             except ValueError as e:
-                errors[i] = e
+                errors[i] = _detached(e)
                 continue
-            run_plan(plan, layout, "numba", tuple(t[i:i + 1] for t in outs))
+            run_plan(one, layout, "numba", tuple(t[i:i + 1] for t in outs))
         return
     if rows == list(range(rows[0], rows[0] + len(rows))):          # contiguous: write in place
         run_plan(plan, layout, "numba", tuple(t[rows[0]:rows[0] + len(rows)] for t in outs))
@@ -95,11 +98,29 @@ def _general_path(images: list[DCTImage], rows: list[int], layout: DCTLayout, cr
         t.index_copy_(0, index, part)
 
 
+def _detached(error: BaseException) -> BaseException:
+    """``error`` holding no frames: its traceback, and those of the exceptions chained to it,
+    are dropped. A returned error otherwise keeps every frame it was raised through alive,
+    and with them the output tensors and decoded images, in a reference cycle only the
+    cyclic GC frees."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        stack += [e.__cause__, e.__context__]
+    return error
+
+
 def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size, crop: Crop = "center",
                    flip: Flip = False, generator: torch.Generator | None = None, out: Output | None = None,
                    threads: int | None = None, on_error: Literal["raise", "return"] = "raise",
                    strict: bool = True, max_pixels: int | None = codec.DEFAULT_MAX_PIXELS,
-                   max_scans: int = codec.DEFAULT_MAX_SCANS):
+                   max_scans: int = codec.DEFAULT_MAX_SCANS, max_bytes: int | None = codec.DEFAULT_MAX_BYTES,
+                   max_scan_blocks: int | None = codec.DEFAULT_MAX_SCAN_BLOCKS):
     """Read JPEGs and write the network input tensor(s) in one pass per image (CPU, float32).
 
     Equal to ``to_tensor(read_dct_batch(srcs), layout, crop=crop, size=size, flip=flip,
@@ -116,27 +137,54 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
         out: CPU float32 tensor(s) to write into (e.g. pinned; a tuple ``(y, cbcr)`` for
             ``late_concat``); allocated when None.
         threads: reader threads, each decoding and gathering whole images (default:
-            ``os.cpu_count()``).
+            ``os.cpu_count()``). If the system cannot create that many, fewer are used, with
+            a ``RuntimeWarning`` (as in :func:`~dctnet.codec.read_dct_batch`).
         on_error: ``"raise"``: raise the first item's error after the whole batch was
             processed. ``"return"``: return ``(output, errors)`` with ``errors[i]`` the
             exception of item ``i`` (a :class:`~dctnet.codec.JPEGError`, ``OSError`` or
-            ``ValueError`` naming the file) or None; failed items' rows are zero.
-        strict, max_pixels, max_scans: as for :func:`~dctnet.codec.read_dct`.
+            ``ValueError`` naming the file; without traceback, so that it keeps nothing of
+            the batch alive) or None; failed items' rows are zero.
+        strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for
+            :func:`~dctnet.codec.read_dct`. With ``strict=False`` a damaged file's blocks
+            that could not be decoded are zero in its output row, with the same
+            :class:`~dctnet.codec.JPEGWarning` (naming the file and counting the missing
+            blocks) that :func:`~dctnet.codec.read_dct` gives.
 
     Returns:
         The output of :func:`~dctnet.ops.to_tensor` (``(B, C, Hb, Wb)`` float32, or ``(y,
         cbcr)`` for ``late_concat``); with ``on_error="return"``, ``(output, errors)``.
     """
-    from . import _numba as nk
-
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
+    output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
+                                     max_pixels, max_scans, max_bytes, max_scan_blocks)
+    if on_error == "return":
+        return output, errors
+    error = next((e for e in errors if e is not None), None)
+    if error is not None:
+        # The traceback keeps this frame: it must hold neither the output nor the error (a
+        # cycle that would keep the output alive until the cyclic GC runs).
+        del output, errors
+        try:
+            raise error
+        finally:
+            error = None
+    return output
+
+
+def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict, max_pixels, max_scans,
+                    max_bytes, max_scan_blocks):
+    """read_to_tensor's work: ``(output, errors)``."""
+    from . import _numba as nk
+
     if crop not in ("center", "random"):
         raise ValueError(f"read_to_tensor needs crop='center' or crop='random' (got {crop!r}): the output is "
                          "allocated before the files are read; for whole images use read_dct_batch + to_tensor")
     if size is None:
         raise ValueError("read_to_tensor needs size= (the output is allocated before the files are read)")
-    objs, names, threads = codec._batch_arguments(srcs, threads)
+    limits = codec.check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                                max_scan_blocks=max_scan_blocks)
+    objs, names, flags, threads = codec._batch_arguments(srcs, threads)
     batch = len(objs)
     if batch == 0:
         raise ValueError("empty batch: no images")
@@ -155,23 +203,24 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
     uniform = random_crop_draws(batch, generator) if crop == "random" else np.zeros((batch, 2))
     flips = flip_flags(flip, batch, generator)
     ctx, keep = _context(layout, batch, hb, wb, outs, crop, uniform, flips)
-    results = codec._native.read_batch(objs, strict, False, max_pixels or 0, max_scans, threads,
-                                       nk.sink_address(), ctx.ctypes.data)
-    del keep
+    results = codec._read_batch_native(objs, flags, threads, strict, limits, nk.sink_address(), ctx.ctypes.data)
+    del keep, objs
     errors: list[BaseException | None] = [None] * batch
     general: list[int] = []                  # not on the fast path: plan_geometry + numba, same draws
     images: list[DCTImage] = []
     for i, (result, name) in enumerate(zip(results, names)):
-        if result is None:                   # gathered by the reader's thread
+        item = codec._build(result, name, False)   # None: gathered by the reader's thread
+        if item is None:
             continue
-        item = codec._build(result, name, False)
         if isinstance(item, DCTImage):
             general.append(i)
             images.append(item)
         else:
             errors[i] = item
+    del results
     if general:
         _general_path(images, general, layout, crop, size, flips, uniform, outs, errors)
+    del images
     for i, e in enumerate(errors):
         if e is not None:
             for t in outs:
@@ -179,9 +228,4 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
     output = outs if layout.kind == "late_concat" else outs[0]
     if out is not None:
         output = out
-    if on_error == "return":
-        return output, errors
-    for e in errors:
-        if e is not None:
-            raise e
-    return output
+    return output, errors
