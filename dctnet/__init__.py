@@ -7,7 +7,10 @@ Public API (see README.md):
   ``estimate_quality``;
 * loaded on first use (they import torch): ``Classifier``, ``Prediction``
   (``dctnet.classify``); ``DCTLayout``, ``to_tensor``, ``read_to_tensor``, ``align_blocks``,
-  ``compute_stats`` (``dctnet.ops``); ``create_model``, ``list_models`` (``dctnet.models``).
+  ``compute_stats`` (``dctnet.ops``); ``create_model``, ``list_models``, ``resolve``
+  (``dctnet.models``).
+
+The package's layers and conventions: ``docs/architecture.md``.
 """
 
 from importlib import import_module
@@ -23,7 +26,7 @@ from .codec import (
     read_header,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Classifier": "dctnet.classify",
@@ -34,6 +37,7 @@ _LAZY = {
     "align_blocks": "dctnet.ops",
     "compute_stats": "dctnet.ops",
     "create_model": "dctnet.models",
+    "resolve": "dctnet.models",
     "list_models": "dctnet.models",
 }
 

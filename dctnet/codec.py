@@ -2,7 +2,7 @@
 
 Entropy decoding only (libjpeg-turbo's ``jpeg_read_coefficients`` in ``dctnet._native``):
 no inverse DCT, no colour conversion, no resampling, and nothing is ever re-encoded.
-Conventions are those of ``design.md`` section 2: ``planes[c]`` is ``int16`` of shape
+Conventions (``docs/architecture.md`` §4): ``planes[c]`` is ``int16`` of shape
 ``(Hb, Wb, 64)`` with each block's coefficients in natural (row-major, ``k = 8*v + u``)
 order, still quantised; ``qtables`` is ``uint16 (ncomp, 64)`` in natural order.
 """
@@ -13,14 +13,15 @@ import errno
 import os
 import stat
 import warnings
-from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, NamedTuple, Sequence, Union
 
 import numpy as np
 
 from . import _native
 
 __all__ = [
+    "BatchResult",
     "DCTImage",
     "JPEGHeader",
     "JPEGError",
@@ -28,6 +29,7 @@ __all__ = [
     "JPEGSource",
     "read_dct",
     "read_dct_batch",
+    "read_batch_with_sink",
     "read_header",
     "estimate_quality",
     "ijg_qtables",
@@ -464,11 +466,50 @@ def _read_batch_native(objs: list, flags: bytes, threads: int, strict: bool, lim
                               max_scan_blocks=limits["max_scan_blocks"])
 
 
+class BatchResult(NamedTuple):
+    """What a batch function returns with ``on_error="return"`` (the batch-result convention of
+    ``docs/architecture.md`` §4): ``values`` has one entry or row per source in input order
+    (``None`` or zero rows for failed items), ``errors[i]`` is ``None`` or item i's exception
+    (a :class:`JPEGError` naming it, or ``OSError`` / ``MemoryError``; without a traceback).
+    A tuple, so ``values, errors = ...`` unpacks it."""
+
+    values: Any
+    errors: list[BaseException | None]
+
+
+def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: int, *, threads: int | None = None,
+                         strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                         max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                         max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list:
+    """The native batch read with an image sink: a C callback (``kernels/native_module.cpp``,
+    ``ImageSink``) that each reader thread calls right after decoding an image, on its thread.
+    The low-level step under :func:`dctnet.ops.read_to_tensor`.
+
+    Args:
+        srcs: paths and/or bytes-like objects.
+        sink, sink_context: the callback's address and its context pointer (0, 0: none).
+        threads, strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for
+            :func:`read_dct_batch`.
+
+    Returns:
+        One entry per source: ``None`` (the sink consumed the image, after its warnings were
+        emitted), a :class:`DCTImage` (the sink handed it back), or the item's exception.
+    """
+    limits = check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                          max_scan_blocks=max_scan_blocks)
+    objs, names, flags, threads = _batch_arguments(srcs, threads)
+    results = _read_batch_native(objs, flags, threads, strict, limits, sink, sink_context)
+    del objs
+    out = [_build(r, name, False) for r, name in zip(results, names)]
+    del results
+    return out
+
+
 def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
                    on_error: Literal["raise", "return"] = "raise", strict: bool = True,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS,
                    max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                   max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list[DCTImage | Exception]:
+                   max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list[DCTImage] | BatchResult:
     """Read many JPEGs on a pool of native threads (GIL released, one decompressor per thread).
 
     Args:
@@ -477,23 +518,24 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
             that many (process or address-space limits), the batch runs on those it could
             create, with a ``RuntimeWarning``.
         on_error: ``"raise"`` raises the first failure (after all items were read);
-            ``"return"`` puts each failure (a :class:`JPEGError` or ``OSError``) in its
-            item's place and returns every good item. Returned exceptions carry no traceback.
+            ``"return"`` returns every item: ``BatchResult(images, errors)``.
         strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for :func:`read_dct`.
 
     Returns:
-        A list in input order of :class:`DCTImage` (and, with ``on_error="return"``,
-        exceptions).
+        ``on_error="raise"``: the list of :class:`DCTImage` in input order.
+        ``on_error="return"``: ``images, errors = read_dct_batch(...)`` (a
+        :class:`BatchResult`): ``images[i]`` is a :class:`DCTImage` or ``None``, ``errors[i]``
+        ``None`` or item i's :class:`JPEGError` (``OSError``, ``MemoryError``), without a
+        traceback. (Before dctnet 0.2 the failures were returned in their items' places in one
+        list; see the README's migration note.)
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
-    limits = check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                          max_scan_blocks=max_scan_blocks)
-    objs, names, flags, threads = _batch_arguments(srcs, threads)
-    results = _read_batch_native(objs, flags, threads, strict, limits)
-    del objs
-    out = [_build(r, name, False) for r, name in zip(results, names)]
-    del results
+    out = read_batch_with_sink(list(srcs), 0, 0, threads=threads, strict=strict, max_pixels=max_pixels,
+                               max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks)
+    if on_error == "return":
+        errors = [x if isinstance(x, BaseException) else None for x in out]
+        return BatchResult([None if isinstance(x, BaseException) else x for x in out], errors)
     if on_error == "raise":
         error = next((x for x in out if isinstance(x, BaseException)), None)
         if error is not None:

@@ -35,9 +35,11 @@ import simplejpeg
 from PIL import Image
 from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY, TurboJPEG
 
-from .codec import DEFAULT_MAX_PIXELS, JPEGError, JPEGSource, read_header
+from .codec import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS, JPEGError,
+                    JPEGHeader, JPEGSource, read_header, read_source)
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "decode_rgb", "encode_jpeg",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_decode_limits", "decode_rgb",
+           "encode_jpeg",
            "prepare_jpeg", "read_bytes", "reencode_quality", "resize_for_crop", "resize_shorter"]
 
 #: ImageNet's per-channel mean and standard deviation of RGB values scaled to [0, 1].
@@ -47,28 +49,63 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Subsampling = Literal["444", "422", "420", "gray"]
 
 
-def read_bytes(src: JPEGSource, name: str | None = None) -> tuple[bytes | bytearray | memoryview, str]:
-    """The bytes of a path or bytes-like source and its name (the path, or ``name``/``"<bytes>"``)."""
-    if isinstance(src, (str, os.PathLike)):
-        path = os.fsdecode(src)
-        try:
-            with open(path, "rb") as f:
-                return f.read(), name or path
-        except (OSError, ValueError) as e:  # ValueError: NUL byte in the path
-            raise JPEGError(name or path, f"cannot open: {e}") from None
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return src, name or "<bytes>"
-    raise TypeError(f"expected a path or a bytes-like object, got {type(src).__name__}")
+def read_bytes(src: JPEGSource, name: str | None = None, *,
+               max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[bytes | bytearray | memoryview, str]:
+    """The bytes of a JPEG path or bytes-like source and its name (the path, or ``name`` /
+    ``"<bytes>"``), opened as the coefficient reader opens files (:func:`dctnet.codec.read_source`:
+    regular files only, size checked against ``max_bytes`` and the SOI marker checked before
+    the rest is read). Raises :class:`~dctnet.JPEGError` naming the source."""
+    try:
+        data, default = read_source(src, max_bytes=max_bytes)
+    except JPEGError as e:
+        raise JPEGError(name or e.source, e.reason) from None
+    except OSError as e:
+        path = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else "<bytes>"
+        raise JPEGError(name or path, f"cannot open: {e.strerror or e}") from None
+    return data, name or default
+
+
+def check_decode_limits(data, name: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                        max_scans: int | None = DEFAULT_MAX_SCANS,
+                        max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> JPEGHeader:
+    """The coefficient reader's limits for a decoder that has none (simplejpeg, PyTurboJPEG):
+    checked on the header and the marker count before anything is decoded.
+
+    Pixels: ``width * height`` from the header. Scans: SOS markers counted in the bytes (an
+    SOS cannot occur inside entropy-coded data, where every 0xFF byte is stuffed; an embedded
+    EXIF thumbnail adds its own, so the count is an upper bound). Scan work: scans x the
+    image's 8x8 blocks, an upper bound of what entropy decoding costs.
+
+    Returns the header. Raises :class:`~dctnet.JPEGError` naming ``name``.
+    """
+    try:
+        header = read_header(data)
+    except JPEGError as e:
+        raise JPEGError(name, e.reason) from None
+    pixels = header.width * header.height
+    if max_pixels and pixels > max_pixels:
+        raise JPEGError(name, f"{header.width}x{header.height} = {pixels} pixels exceeds the limit of "
+                              f"{max_pixels} (max_pixels)")
+    if header.progressive:
+        scans = bytes(data).count(b"\xff\xda")
+        if max_scans and scans > max_scans:
+            raise JPEGError(name, f"progressive file has {scans} scans, more than {max_scans} (limit max_scans)")
+        work = scans * -(-header.width // 8) * -(-header.height // 8)
+        if max_scan_blocks and work > max_scan_blocks:
+            raise JPEGError(name, f"progressive file of {scans} scans over {header.width}x{header.height} would "
+                                  f"decode about {work} blocks, more than {max_scan_blocks} (limit max_scan_blocks)")
+    return header
 
 
 def decode_rgb(src: JPEGSource, *, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a JPEG to RGB with libjpeg-turbo (islow IDCT, fancy upsampling).
 
     Args:
-        src: a path or the JPEG's bytes.
+        src: a path or the JPEG's bytes (files are opened by :func:`read_bytes`).
         name: the source's name in errors (default: the path, or ``"<bytes>"``).
         max_pixels: refuse images with more pixels than this (checked on the header, before
-            decoding); ``None`` for no limit.
+            decoding); ``None`` for no limit. The coefficient reader's scan limits apply
+            too (:func:`check_decode_limits`).
 
     Returns:
         ``uint8 (H, W, 3)``. Grayscale files give three equal channels.
@@ -80,13 +117,7 @@ def decode_rgb(src: JPEGSource, *, name: str | None = None, max_pixels: int | No
     data, name = read_bytes(src, name)
     if len(data) == 0:
         raise JPEGError(name, "empty input (0 bytes)")
-    try:
-        header = read_header(data)
-    except JPEGError as e:
-        raise JPEGError(name, e.reason) from None
-    if max_pixels and header.width * header.height > max_pixels:
-        raise JPEGError(name, f"{header.width}x{header.height} = {header.width * header.height} pixels exceeds "
-                              f"the limit of {max_pixels} (max_pixels)")
+    check_decode_limits(data, name, max_pixels=max_pixels)
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True)
     except ValueError as e:

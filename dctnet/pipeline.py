@@ -279,9 +279,9 @@ class DCTPipeline(Pipeline):
         to_read = [i for i, s in enumerate(srcs) if not isinstance(s, DCTImage)]
         images: list = list(srcs)
         if to_read:
-            for i, r in zip(to_read, read_dct_batch([srcs[i] for i in to_read], threads=self.threads,
-                                                    on_error="return")):
-                images[i] = r
+            read, read_errors = read_dct_batch([srcs[i] for i in to_read], threads=self.threads, on_error="return")
+            for i, img, error in zip(to_read, read, read_errors):
+                images[i] = img if error is None else error
         ready, ok = [], []
         for i, img in enumerate(images):
             if isinstance(img, Exception):

@@ -111,3 +111,12 @@ def variants(tmp_path_factory, photos) -> dict[str, Path]:
         run_tool("jpegtran", *op, "-outfile", str(path), str(photos[1]))
         made[path.stem] = path
     return made
+
+
+def in_place(result):
+    """``read_dct_batch(..., on_error="return")``'s ``(images, errors)`` as one list with each
+    failure's exception in its item's place (how the older tests read batch results)."""
+    images, errors = result
+    assert len(images) == len(errors)
+    assert all((img is None) != (err is None) for img, err in zip(images, errors))
+    return [img if err is None else err for img, err in zip(images, errors)]

@@ -25,7 +25,7 @@ import pytest
 import dctnet
 from dctnet import codec
 
-from jpeg_fixtures import read_pnm, run_tool, write_ppm
+from jpeg_fixtures import in_place, read_pnm, run_tool, write_ppm
 
 ROOT = Path(dctnet.__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -37,6 +37,7 @@ sys.path[:0] = [{str(ROOT)!r}, {str(TESTS)!r}]
 sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable")]
 import dctnet
 assert dctnet.__file__ == {dctnet.__file__!r}, dctnet.__file__
+from jpeg_fixtures import in_place
 """
 
 
@@ -182,7 +183,7 @@ for sos, end in headers:
                 assert img.block_shapes == full.block_shapes
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", dctnet.JPEGWarning)
-                batch = dctnet.read_dct_batch([part, data], threads=2, on_error="return", strict=strict)
+                batch = in_place(dctnet.read_dct_batch([part, data], threads=2, on_error="return", strict=strict))
                 out, errors = read_to_tensor([part, path], layout, size=96, on_error="return", strict=strict,
                                              threads=2)
             assert isinstance(batch[0], dctnet.JPEGError if strict else (dctnet.JPEGError, dctnet.DCTImage))
@@ -228,7 +229,7 @@ def test_a_file_without_dqt_fails_even_after_another_read(files):
         dctnet.read_dct(nodqt)
     with pytest.raises(dctnet.JPEGError, match="not defined"):
         dctnet.read_header(nodqt)
-    out = dctnet.read_dct_batch([q96, nodqt, q96, nodqt], threads=1, on_error="return")
+    out = in_place(dctnet.read_dct_batch([q96, nodqt, q96, nodqt], threads=1, on_error="return"))
     assert [type(x).__name__ for x in out] == ["DCTImage", "JPEGError", "DCTImage", "JPEGError"]
 
 
@@ -285,7 +286,7 @@ def test_results_do_not_depend_on_order_or_threads(files, photos):
     assert sum(v[0] == "JPEGError" for v in ref.values()) >= 3    # no DQT, progressive without DHT, truncated
     for threads in (1, 2):
         for order in (forward, backward):
-            out = dctnet.read_dct_batch([corpus[i] for i in order], threads=threads, on_error="return")
+            out = in_place(dctnet.read_dct_batch([corpus[i] for i in order], threads=threads, on_error="return"))
             for i, item in zip(order, out):
                 got = _outcome(item)
                 if isinstance(item, BaseException):
@@ -315,7 +316,7 @@ for path in (fifo, zero):
             assert e.source == path and e.reason == f"not a regular file ({kind})", e
         else:
             raise AssertionError(read)
-    out = dctnet.read_dct_batch([path, good], on_error="return", threads=2)
+    out = in_place(dctnet.read_dct_batch([path, good], on_error="return", threads=2))
     assert isinstance(out[0], dctnet.JPEGError) and "not a regular file" in str(out[0]) and path in str(out[0])
     assert isinstance(out[1], dctnet.DCTImage)
     _, errors = read_to_tensor([good, path], DCTLayout("upsampling", 8), size=96, on_error="return")
@@ -384,7 +385,7 @@ def test_max_bytes(photos):
             codec.read_source(src, max_bytes=size - 1)
         assert dctnet.read_dct(src, max_bytes=size).width > 0
         assert dctnet.read_dct(src, max_bytes=None).width > 0
-    out = dctnet.read_dct_batch([path, str(path)], max_bytes=size - 1, on_error="return")
+    out = in_place(dctnet.read_dct_batch([path, str(path)], max_bytes=size - 1, on_error="return"))
     assert all(isinstance(e, dctnet.JPEGError) and "max_bytes" in str(e) for e in out)
     with pytest.raises(ValueError, match="max_bytes must be a non-negative int"):
         dctnet.read_dct(path, max_bytes=-1)
@@ -436,7 +437,7 @@ def test_non_utf8_names_and_nul_bytes(tmp_path, photos):
     with pytest.raises(dctnet.JPEGError, match="embedded null byte"):
         codec.read_source(nul)
     lone = str(tmp_path / "\ud800.JPEG")            # not encodable at all
-    out = dctnet.read_dct_batch([BytesPath(raw), name, nul, lone, photos[0]], on_error="return", threads=2)
+    out = in_place(dctnet.read_dct_batch([BytesPath(raw), name, nul, lone, photos[0]], on_error="return", threads=2))
     assert [type(x).__name__ for x in out] == ["DCTImage", "DCTImage", "JPEGError", "JPEGError", "DCTImage"]
     assert out[2].source == nul and out[3].source == lone
     assert np.array_equal(out[4].planes[0], ref.planes[0])
@@ -447,7 +448,7 @@ def test_non_contiguous_buffer_is_that_items_error(photos):
     strided = memoryview(np.repeat(data, 2)[::2])
     with pytest.raises(dctnet.JPEGError, match="contiguous"):
         dctnet.read_dct(strided)
-    out = dctnet.read_dct_batch([strided, data.tobytes()], on_error="return")
+    out = in_place(dctnet.read_dct_batch([strided, data.tobytes()], on_error="return"))
     assert isinstance(out[0], dctnet.JPEGError) and isinstance(out[1], dctnet.DCTImage)
 
 
@@ -616,7 +617,7 @@ def test_scan_work_is_bounded(many_scans):
     # the default bound: 999 full luma scans of a 1600x1600 image are ~40M block decodes
     with pytest.raises(dctnet.JPEGError, match="max_scan_blocks"):
         dctnet.read_dct(many_scans)
-    small = dctnet.read_dct_batch([many_scans, many_scans], on_error="return", max_scan_blocks=1_000_000)
+    small = in_place(dctnet.read_dct_batch([many_scans, many_scans], on_error="return", max_scan_blocks=1_000_000))
     assert all(isinstance(x, dctnet.JPEGError) and "max_scan_blocks" in str(x) for x in small)
 
 

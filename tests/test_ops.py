@@ -19,7 +19,7 @@ from dctnet.codec import DCTImage
 from dctnet.ops import (BlockBatch, DCTLayout, align_blocks, blocks_to_tensor_torch, compute_stats, output_shapes,
                         to_tensor)
 
-from jpeg_fixtures import read_pnm, run_tool, write_ppm
+from jpeg_fixtures import in_place, read_pnm, run_tool, write_ppm
 
 # --- float64 references written from the spec -------------------------------------------------
 
@@ -363,7 +363,7 @@ def test_bad_inputs(files, tmp_path, photos):
     Image.open(photos[0]).convert("CMYK").save(cmyk, quality=90)
     with pytest.raises(ValueError, match="cmyk.jpg.*cmyk JPEG with 4 components"):
         to_tensor([dctnet.read_dct(cmyk)], layout)
-    err = dctnet.read_dct_batch([b"not a jpeg"], on_error="return")
+    err = in_place(dctnet.read_dct_batch([b"not a jpeg"], on_error="return"))
     with pytest.raises(TypeError, match=r"images\[0\] is JPEGError"):
         to_tensor(err, layout)
     with pytest.raises(ValueError, match="empty batch"):

@@ -15,7 +15,7 @@ import pytest
 import dctnet
 from dctnet.codec import ijg_qtables
 
-from jpeg_fixtures import read_pnm, run_tool
+from jpeg_fixtures import in_place, read_pnm, run_tool
 from jpeg_surgery import sos_data_start, with_precision, with_scan_garbage, with_size, with_zero_qstep
 
 jpeglib.version.set("turbo210")  # the libjpeg-turbo backend: reads progressive and arithmetic files
@@ -189,7 +189,7 @@ def test_batch_matches_single_reads(photos):
 def test_batch_returns_errors_in_place(photos, tmp_path):
     good = photos[0].read_bytes()
     srcs = [good, b"not a jpeg", str(photos[1]), good[: len(good) // 2], str(tmp_path / "missing.jpg"), good]
-    out = dctnet.read_dct_batch(srcs, threads=2, on_error="return")
+    out = in_place(dctnet.read_dct_batch(srcs, threads=2, on_error="return"))
     assert isinstance(out[0], dctnet.DCTImage) and isinstance(out[2], dctnet.DCTImage)
     assert isinstance(out[5], dctnet.DCTImage)
     assert isinstance(out[1], dctnet.JPEGError) and out[1].source == "<bytes #1>"
@@ -197,6 +197,25 @@ def test_batch_returns_errors_in_place(photos, tmp_path):
     assert isinstance(out[4], FileNotFoundError)
     with pytest.raises(dctnet.JPEGError, match="<bytes #1>"):
         dctnet.read_dct_batch(srcs, threads=2)
+
+
+def test_batch_result_convention(photos):
+    """on_error="return": (values, errors) with one entry per source, for the reader and the
+    fused read alike (docs/architecture.md §4)."""
+    from dctnet.ops import DCTLayout, read_to_tensor
+
+    good = photos[0].read_bytes()
+    result = dctnet.read_dct_batch([good, b"junk", good], on_error="return")
+    assert isinstance(result, dctnet.codec.BatchResult)
+    images, errors = result
+    assert images[1] is None and isinstance(errors[1], dctnet.JPEGError) and errors[1].source == "<bytes #1>"
+    assert errors[0] is None and errors[2] is None and isinstance(images[0], dctnet.DCTImage)
+    assert errors[1].__traceback__ is None
+    tensor_result = read_to_tensor([good, b"junk", good], DCTLayout("upsampling", 4), size=64, on_error="return")
+    assert isinstance(tensor_result, dctnet.codec.BatchResult)
+    x, tensor_errors = tensor_result
+    assert [e is None for e in tensor_errors] == [e is None for e in errors]
+    assert str(tensor_errors[1]) == str(errors[1]) and not x[1].any() and x[0].any()
 
 
 def test_batch_arguments():

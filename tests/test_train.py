@@ -189,3 +189,34 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     for k in a:
         assert torch.equal(saved.state_dict[k], a[k]), k
     assert len(_json_lines(tmp_path / "ddp" / "log.jsonl")) == 1
+
+
+def test_skip_bad_files_covers_statistics_and_training_and_reports_them(data, tmp_path):
+    """--skip-bad-files: a PNG named .jpg, a CMYK JPEG and a truncated file in the training set
+    are dropped by the statistics pass and by every batch, and listed in OUT/skipped.txt."""
+    import io
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "train"
+    shutil.copytree(data["train"], root)
+    cls = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    png = cls / "png_named_jpg.jpg"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(png, "PNG")
+    buf = io.BytesIO()
+    Image.new("CMYK", (64, 64), (10, 20, 30, 40)).save(buf, "JPEG", quality=90)
+    cmyk = cls / "cmyk.jpg"
+    cmyk.write_bytes(buf.getvalue())
+    first = sorted(cls.glob("0*.jpg"))[0].read_bytes()
+    cut = cls / "truncated.jpg"
+    cut.write_bytes(first[:len(first) // 3])
+    bad = {str(png), str(cmyk), str(cut)}
+    bad_set = {**data, "train": str(root)}
+    with pytest.raises(ValueError, match="png_named_jpg|cmyk|truncated"):
+        train(_config(bad_set, tmp_path / "run", epochs=1, stats_images=1000))  # default: stop, naming the file
+    result = train(_config(bad_set, tmp_path / "skip", epochs=1, stats_images=1000, on_error="skip"))
+    listed = set((tmp_path / "skip" / "skipped.txt").read_text().split())
+    assert listed == bad
+    assert result["history"][0]["skipped_files"] == 3
+    assert result["history"][0]["train_images"] <= 32  # at most the 32 good images

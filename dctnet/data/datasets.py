@@ -78,18 +78,23 @@ def load_class_list(path: str | os.PathLike) -> ClassList:
     """
     path = os.fspath(path)
     synsets, names = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            synset = parts[0].strip()
-            name = parts[1].strip() if len(parts) > 1 and parts[1].strip() else synset
-            if synset in synsets:
-                raise ValueError(f"{path}:{lineno}: duplicate class {synset!r}")
-            synsets.append(synset)
-            names.append(name)
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file of class names ({e.reason} at byte {e.start})") from None
+    if "\0" in text:
+        raise ValueError(f"{path}: not a text file of class names (NUL bytes)")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        synset = parts[0].strip()
+        name = parts[1].strip() if len(parts) > 1 and parts[1].strip() else synset
+        if synset in synsets:
+            raise ValueError(f"{path}:{lineno}: duplicate class {synset!r}")
+        synsets.append(synset)
+        names.append(name)
     if not synsets:
         raise ValueError(f"{path}: empty class list")
     return ClassList(tuple(synsets), tuple(names), path)

@@ -17,6 +17,7 @@ reported with its reason and the run continues.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..codec import JPEGError
+from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEGError
 from ..imaging import decode_rgb, encode_jpeg, resize_shorter
 from .datasets import IMAGE_SUFFIXES
 
@@ -61,9 +62,19 @@ def _decode(path: str) -> np.ndarray:
     if path.lower().endswith(IMAGE_SUFFIXES):
         return decode_rgb(path)
     try:
-        with Image.open(path) as im:
+        # Other formats go through Pillow: the same limits, checked before decoding.
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise JPEGError(path, "not a regular file")
+        if st.st_size > DEFAULT_MAX_BYTES:
+            raise JPEGError(path, f"file of {st.st_size} bytes exceeds the limit of {DEFAULT_MAX_BYTES} bytes")
+        with Image.open(path) as im:  # reads the header only
+            if im.width * im.height > DEFAULT_MAX_PIXELS:
+                raise JPEGError(path, f"{im.width}x{im.height} pixels exceeds the limit of {DEFAULT_MAX_PIXELS}")
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
+        if isinstance(e, JPEGError):
+            raise
         raise JPEGError(path, f"cannot decode: {e}") from None
 
 

@@ -146,7 +146,7 @@ def usable_size(img: DCTImage, layout: DCTLayout) -> tuple[int, int]:
     return 8 * hb, 8 * wb
 
 
-def _pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
+def pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)):
         size = (int(size), int(size))
     h, w = (int(s) for s in size)
@@ -215,7 +215,7 @@ def plan_geometry(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop =
             if hb == 0 or wb == 0:
                 raise ValueError(f"{images[int(np.argmin(grids.prod(1)))].source}: too small for the layout ({what})")
         else:
-            hb, wb = _pixels_to_blocks(size, unit, what)
+            hb, wb = pixels_to_blocks(size, unit, what)
         small = np.nonzero((grids[:, 0] < hb) | (grids[:, 1] < wb))[0]
         if small.size:
             i = int(small[0])

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from .. import codec
-from ..codec import DCTImage, JPEGSource
-from .align import Crop, Flip, Size, _pixels_to_blocks, flip_flags, plan_geometry, random_crop_draws
+from ..codec import BatchResult, DCTImage, JPEGSource, read_batch_with_sink
+from . import _numba as nk
+from .align import Crop, Flip, Size, flip_flags, pixels_to_blocks, plan_geometry, random_crop_draws
 from .layout import DCTLayout
 from .rearrange import Output, check_out, gather_tables, output_shapes, run_plan
 
@@ -39,8 +40,6 @@ def _context(layout: DCTLayout, batch: int, hb: int, wb: int, outs: Sequence[tor
              uniform: np.ndarray, flips: np.ndarray) -> tuple[np.ndarray, list]:
     """The cfunc's int64 context array (fields ``CTX_*`` of ``dctnet.ops._numba``), and the
     arrays it points to (which must stay alive while the reader runs)."""
-    from . import _numba as nk
-
     bands, nbands, ch_off, stat_off, mean, inv_std = gather_tables(layout)
     flip_u8 = np.ascontiguousarray(flips, np.uint8)
     uniform = np.ascontiguousarray(uniform, np.float64)
@@ -159,7 +158,7 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
     output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
                                      max_pixels, max_scans, max_bytes, max_scan_blocks)
     if on_error == "return":
-        return output, errors
+        return BatchResult(output, errors)
     error = next((e for e in errors if e is not None), None)
     if error is not None:
         # The traceback keeps this frame: it must hold neither the output nor the error (a
@@ -175,21 +174,17 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
 def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict, max_pixels, max_scans,
                     max_bytes, max_scan_blocks):
     """read_to_tensor's work: ``(output, errors)``."""
-    from . import _numba as nk
-
     if crop not in ("center", "random"):
         raise ValueError(f"read_to_tensor needs crop='center' or crop='random' (got {crop!r}): the output is "
                          "allocated before the files are read; for whole images use read_dct_batch + to_tensor")
     if size is None:
         raise ValueError("read_to_tensor needs size= (the output is allocated before the files are read)")
-    limits = codec.check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                                max_scan_blocks=max_scan_blocks)
-    objs, names, flags, threads = codec._batch_arguments(srcs, threads)
-    batch = len(objs)
+    srcs = list(srcs)
+    batch = len(srcs)
     if batch == 0:
         raise ValueError("empty batch: no images")
     unit = 1 if layout.kind == "y_only" else 2
-    hb, wb = _pixels_to_blocks(size, unit, "8-pixel blocks" if unit == 1 else "16-pixel steps of the 4:2:0 geometry")
+    hb, wb = pixels_to_blocks(size, unit, "8-pixel blocks" if unit == 1 else "16-pixel steps of the 4:2:0 geometry")
     shapes = output_shapes(layout, batch, hb, wb)
     if out is None:
         outs = tuple(torch.empty(s, dtype=torch.float32) for s in shapes)
@@ -203,13 +198,14 @@ def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, str
     uniform = random_crop_draws(batch, generator) if crop == "random" else np.zeros((batch, 2))
     flips = flip_flags(flip, batch, generator)
     ctx, keep = _context(layout, batch, hb, wb, outs, crop, uniform, flips)
-    results = codec._read_batch_native(objs, flags, threads, strict, limits, nk.sink_address(), ctx.ctypes.data)
-    del keep, objs
+    results = read_batch_with_sink(srcs, nk.sink_address(), ctx.ctypes.data, threads=threads, strict=strict,
+                                   max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                                   max_scan_blocks=max_scan_blocks)
+    del keep
     errors: list[BaseException | None] = [None] * batch
     general: list[int] = []                  # not on the fast path: plan_geometry + numba, same draws
     images: list[DCTImage] = []
-    for i, (result, name) in enumerate(zip(results, names)):
-        item = codec._build(result, name, False)   # None: gathered by the reader's thread
+    for i, item in enumerate(results):       # None: gathered by the reader's thread
         if item is None:
             continue
         if isinstance(item, DCTImage):

@@ -35,11 +35,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..codec import read_dct_batch
+from ..codec import JPEGError, read_dct_batch
 from ..data.datasets import open_dataset
 from ..data.loaders import make_loader
 from ..models import load_checkpoint, resolve, save_checkpoint
-from ..ops import DCTLayout, compute_stats
+from ..ops import DCTLayout, compute_stats, usable_size
 from .distributed import DistContext, all_reduce_sum, broadcast_object, init_distributed
 
 __all__ = ["TrainConfig", "train", "compute_layout_stats"]
@@ -96,15 +96,61 @@ def _topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> tuple[i
     return int(hit[:, 0].sum()), int(hit.any(dim=1).sum())
 
 
-def compute_layout_stats(model, dataset, size: int, count: int, seed: int, threads: int | None = None):
+def compute_layout_stats(model, dataset, size: int, count: int, seed: int, threads: int | None = None,
+                         skipped: list[str] | None = None):
     """The model's layout with mean/std measured on ``count`` training images (a seeded
-    random subset, centre crops of ``size`` pixels)."""
+    random subset, centre crops of ``size`` pixels).
 
+    ``skipped``: a list to collect files that cannot be read or do not fit the layout (CMYK,
+    smaller than the crop) instead of raising on the first (`dctnet train --skip-bad-files`).
+    """
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=g)[:max(1, min(count, len(dataset)))].tolist()
     paths = [dataset.paths[i] for i in sorted(order)]
-    images = read_dct_batch(paths, threads=threads)
-    return compute_stats(images, model.layout, crop="center", size=size)
+    images, errors = read_dct_batch(paths, threads=threads, on_error="return")
+    usable = []
+    for path, image, error in zip(paths, images, errors):
+        if error is None:
+            try:
+                h, w = usable_size(image, model.layout)
+                if h < size or w < size:
+                    error = JPEGError(path, f"usable area {w}x{h} is smaller than the {size}x{size} crop")
+            except ValueError as e:  # a colour space no layout takes (CMYK)
+                error = JPEGError(path, str(e).removeprefix(f"{path}: "))
+        if error is None:
+            usable.append(image)
+        elif skipped is None:
+            raise error
+        else:
+            skipped.append(path)
+    if not usable:
+        raise ValueError(f"{dataset.root}: none of the {len(paths)} images for the statistics is usable")
+    return compute_stats(usable, model.layout, crop="center", size=size)
+
+
+def _skipped(loader) -> list[str]:
+    """Files a DCT loader dropped (``--skip-bad-files``); empty for RGB loaders."""
+    dataset = getattr(loader, "dataset", None)
+    return list(getattr(dataset, "skipped", []) or [])
+
+
+def _report_skipped(log, out: str | None, paths: list[str], when: str) -> None:
+    """Say which files were skipped: a log line and ``OUT/skipped.txt`` (one path per line)."""
+    if not paths:
+        return
+    log.info(f"skipped {len(paths)} unreadable or unusable file(s) ({when}), e.g. {paths[0]}; "
+             f"all listed in {os.path.join(out or '.', 'skipped.txt')}")
+    if out is None:
+        return
+    path = os.path.join(out, "skipped.txt")
+    known = set()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            known = {line.rstrip("\n") for line in f}
+    with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
+        for p in paths:
+            if p not in known:
+                f.write(p + "\n")
 
 
 class _Logger:
@@ -243,15 +289,19 @@ def _train(config, ctx):
     model_kwargs = dict(model.model_kwargs)
     size = int(config.size or bundle.image_size)
     layout = bundle.input if bundle.kind == "dct" else None
+    stats_skipped: list[str] = []
     if ckpt is None and layout is not None:
         t0 = time.perf_counter()
         stats = None
         if ctx.is_main:
-            stats = compute_layout_stats(model, train_set, size, config.stats_images, config.seed).to_dict()
+            stats = compute_layout_stats(model, train_set, size, config.stats_images, config.seed,
+                                         skipped=stats_skipped if config.on_error == "skip" else None).to_dict()
         layout = DCTLayout.from_dict(broadcast_object(stats, ctx))
         model.layout = layout
         log.info(f"normalisation statistics of {layout.num_channels} channels from "
-                 f"{min(config.stats_images, len(train_set))} images ({time.perf_counter() - t0:.1f} s)")
+                 f"{min(config.stats_images, len(train_set)) - len(stats_skipped)} images "
+                 f"({time.perf_counter() - t0:.1f} s)")
+        _report_skipped(log, config.out, stats_skipped, "statistics")
     model.class_names = class_names
     model.to(ctx.device)
 
@@ -339,6 +389,10 @@ def _train(config, ctx):
             vloss, v1, v5, vn, vs = _run_epoch(net, val_loader, val_criterion, ctx, amp=amp)
             record.update(val_loss=vloss / vn, val_top1=v1 / vn, val_top5=v5 / vn, val_images=int(vn),
                           val_seconds=vs)
+        skipped = sorted(set(_skipped(train_loader)) | set(_skipped(val_loader)))
+        if skipped:
+            record["skipped_files"] = len(skipped)
+            _report_skipped(log, config.out if ctx.is_main else None, skipped, f"epoch {epoch + 1}")
         history.append(record)
         log.epoch(record)
         if ctx.is_main:
