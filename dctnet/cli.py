@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -46,7 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exceptions that mean "the user asked for something that cannot be done" (a bad file, a
+#: wrong option value, weights for another model...): reported as one line, exit code 2.
+#: Set DCTNET_DEBUG=1 to see the traceback instead.
+USER_ERRORS = (ValueError, KeyError, OSError, UnicodeError)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    return str(e) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    # File names that are not valid UTF-8 reach Python as surrogate escapes: print their
+    # original bytes (as `ls` does) instead of failing on a strict UTF-8 stdout.
+    if hasattr(sys.stdout, "reconfigure") and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -56,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `dctnet inspect ... | head`
         return 0
+    except USER_ERRORS as e:
+        if os.environ.get("DCTNET_DEBUG"):
+            raise
+        print(f"dctnet {args.command}: {_message(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

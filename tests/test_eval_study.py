@@ -245,3 +245,47 @@ def test_missing_matplotlib_is_impossible_to_miss(tmp_path, images, monkeypatch,
     monkeypatch.undo()
     run_study(ds, [TablePredictor(versions)], SETTINGS, str(out), progress=False)
     assert not (out / "PLOTS_MISSING.txt").exists() and (out / "accuracy_vs_qf.png").exists()
+
+
+def test_an_image_changed_in_place_is_recognised_by_its_content(tmp_path, images):
+    """Same key, label and size but other bytes: stored results are refused, not reused."""
+    ds, versions, _ = images
+    out = str(tmp_path / "out")
+    run_study(ds, [TablePredictor(versions)], SETTINGS, out, progress=False, report_options={"plots": False})
+    path = ds.paths[1]
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    data[len(data) // 2] ^= 0x01  # one bit inside the entropy-coded data: same size
+    with open(path, "wb") as fh:
+        fh.write(data)
+    with pytest.raises(StaleResultsError, match="changed in place"):
+        run_study(ds, [TablePredictor(versions)], SETTINGS, out, progress=False)
+
+
+def test_a_corrupt_results_database_names_the_file(tmp_path, images):
+    ds, versions, _ = images
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.sqlite").write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.raises(ValueError, match=r"results\.sqlite: not a readable dctnet results database"):
+        run_study(ds, [TablePredictor(versions)], SETTINGS, str(out), progress=False)
+
+
+def test_a_database_without_hashes_gets_them(tmp_path, images):
+    """Results folders of dctnet 0.1 (no sha256 column) are read and completed."""
+    import sqlite3
+
+    from dctnet.evaluate.store import ResultStore
+
+    ds, versions, _ = images
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE images(image TEXT PRIMARY KEY, label INTEGER NOT NULL, size INTEGER NOT NULL)")
+    db.execute("INSERT INTO images VALUES ('a.jpg', 1, 10)")
+    db.commit()
+    db.close()
+    with ResultStore(path) as store:
+        store.register_images(["a.jpg"], [1], [10], ["ab" * 32])
+        assert list(store.db.execute("SELECT sha256 FROM images")) == [("ab" * 32,)]
+        with pytest.raises(StaleResultsError, match="changed in place"):
+            store.register_images(["a.jpg"], [1], [10], ["cd" * 32])

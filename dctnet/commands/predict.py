@@ -8,6 +8,7 @@ import sys
 import time
 
 from ..data.datasets import imagenet_classes, synset_of_path
+from . import positive_int
 from .inspect import expand_paths
 
 HELP = "classify JPEGs with registered DCT/RGB models and ONNX classifiers, side by side"
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weights for the --model at the same position ('none': untrained)")
     p.add_argument("--onnx", action="append", default=[], metavar="PATH",
                    help="ONNX RGB classifier (repeatable), ImageNet preprocessing (resize 256, crop 224)")
-    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--topk", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--labels", metavar="FILE", help="class names (TSV 'synset<TAB>name'; default ImageNet-1k)")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")
@@ -48,6 +49,8 @@ def build_classifiers(args: argparse.Namespace):
                               batch_size=args.batch_size, compile=args.compile, labels=args.labels,
                               threads=args.threads))
     for path in args.onnx:
+        if not path.lower().endswith(".onnx"):
+            raise ValueError(f"--onnx expects an .onnx model file, got {path}")
         out.append(Classifier(path, batch_size=args.batch_size, labels=args.labels, threads=args.threads))
     if not out:
         raise SystemExit("dctnet: nothing to run: give --model NAME [--weights PATH] and/or --onnx PATH")
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print("dctnet predict: no JPEG files found", file=sys.stderr)
         return 1
     classifiers = build_classifiers(args)
+    for clf in classifiers:
+        if args.topk > clf.num_classes:
+            raise ValueError(f"--topk {args.topk} is more than the {clf.num_classes} classes of {clf.name}")
     for clf in classifiers:
         if not clf.trained:
             print(f"note: {clf.name} has no weights (random initialisation): its predictions are meaningless; "

@@ -16,6 +16,8 @@ reported with its reason and the run continues.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import stat
 import sys
@@ -153,6 +155,10 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         for blob, (_, out) in zip(data, jobs):
             os.makedirs(os.path.dirname(out), exist_ok=True)
             tmp = f"{out}.part{os.getpid()}"
+            for stale in glob.glob(glob.escape(out) + ".part*"):  # left by a killed run
+                if stale != tmp:
+                    with contextlib.suppress(OSError):
+                        os.remove(stale)
             with open(tmp, "wb") as f:
                 f.write(blob)
             os.replace(tmp, out)

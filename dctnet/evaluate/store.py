@@ -6,9 +6,11 @@ nothing; adding a model or a setting computes only the new rows.
 
 Tables:
 
-* ``images(image, label, size)``: the dataset key (path relative to the data folder), its
-  class index and the original's size in bytes. A stored image whose label or size
-  differs from the current one means the folder holds results of other data: refused.
+* ``images(image, label, size, sha256)``: the dataset key (path relative to the data
+  folder), its class index, the original's size in bytes and the SHA-256 of its content. A
+  stored image whose label, size or content differs from the current one means the folder
+  holds results of other data: refused (an image changed in place keeps its size but not its
+  hash). Databases written before the hash was stored get it on their next run.
 * ``models(model, identity, num_classes)``: a stored model whose identity (weights and
   preprocessing hash) differs is refused the same way.
 * ``versions(image, setting, bytes, width, height, psnr, ssim, error)``: one row per
@@ -31,7 +33,8 @@ from typing import Iterable
 __all__ = ["ResultStore", "StaleResultsError"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS images(image TEXT PRIMARY KEY, label INTEGER NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS images(image TEXT PRIMARY KEY, label INTEGER NOT NULL, size INTEGER NOT NULL,
+    sha256 TEXT);
 CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, identity TEXT NOT NULL, num_classes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS versions(image TEXT NOT NULL, setting TEXT NOT NULL, bytes INTEGER, width INTEGER,
     height INTEGER, psnr REAL, ssim REAL, error TEXT, PRIMARY KEY(image, setting));
@@ -51,8 +54,16 @@ class ResultStore:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.executescript(_SCHEMA)
-        self.db.commit()
+        try:
+            self.db.executescript(_SCHEMA)
+            columns = [row[1] for row in self.db.execute("PRAGMA table_info(images)")]
+            if "sha256" not in columns:  # a database of dctnet 0.1
+                self.db.execute("ALTER TABLE images ADD COLUMN sha256 TEXT")
+            self.db.commit()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise ValueError(f"{self.path}: not a readable dctnet results database ({e}); delete it or use "
+                             "another --out folder") from None
 
     def close(self) -> None:
         self.db.close()
@@ -64,19 +75,28 @@ class ResultStore:
         self.close()
 
     # -- identity checks -------------------------------------------------------------
-    def register_images(self, keys: list[str], labels: list[int], sizes: list[int]) -> None:
-        """Record images; raise :class:`StaleResultsError` if a key is stored with another label/size."""
-        stored = {k: (lab, size) for k, lab, size in self.db.execute("SELECT image, label, size FROM images")}
-        new = []
-        for k, lab, size in zip(keys, labels, sizes):
+    def register_images(self, keys: list[str], labels: list[int], sizes: list[int],
+                        hashes: list[str | None] | None = None) -> None:
+        """Record images; raise :class:`StaleResultsError` if a key is stored with another
+        label, size or content hash (``hashes``: hex SHA-256 per image, ``None`` if unknown)."""
+        hashes = hashes if hashes is not None else [None] * len(keys)
+        stored = {k: (lab, size, h) for k, lab, size, h in self.db.execute("SELECT image, label, size, sha256 FROM images")}
+        new, fill = [], []
+        for k, lab, size, h in zip(keys, labels, sizes, hashes):
             if k in stored:
-                if stored[k] != (lab, size):
+                slab, ssize, sh = stored[k]
+                if (slab, ssize) != (lab, size) or (sh is not None and h is not None and sh != h):
+                    what = "content" if (slab, ssize) == (lab, size) else f"label {slab}, {ssize} bytes"
+                    now = "changed in place" if what == "content" else f"now label {lab}, {size} bytes"
                     raise StaleResultsError(
-                        f"{self.path}: holds results for a different {k!r} (label {stored[k][0]}, {stored[k][1]} "
-                        f"bytes; now label {lab}, {size} bytes). Use another --out folder or delete it.")
+                        f"{self.path}: holds results for a different {k!r} ({what}; {now}). Use another --out "
+                        "folder or delete it.")
+                if sh is None and h is not None:
+                    fill.append((h, k))
             else:
-                new.append((k, lab, size))
-        self.db.executemany("INSERT INTO images VALUES (?, ?, ?)", new)
+                new.append((k, lab, size, h))
+        self.db.executemany("INSERT INTO images VALUES (?, ?, ?, ?)", new)
+        self.db.executemany("UPDATE images SET sha256 = ? WHERE image = ?", fill)
         self.db.commit()
 
     def register_model(self, name: str, identity: str, num_classes: int) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime
 import glob
+import hashlib
 import os
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
@@ -23,7 +25,7 @@ import numpy as np
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..codec import JPEGError
+from ..codec import DEFAULT_MAX_BYTES, JPEGError, read_source
 from ..data.datasets import Dataset
 from ..data.encode import Setting, encode_setting, reference_pixels
 from ..imaging import decode_rgb
@@ -36,6 +38,23 @@ from .store import ResultStore
 __all__ = ["run_study", "shard_indices", "distributed_context"]
 
 RESULTS_DB = "results.sqlite"
+
+
+def _size_and_hash(path: str) -> tuple[int, str | None]:
+    """A file's size and SHA-256; ``(-1, None)`` if it is not a readable regular file of at most
+    ``DEFAULT_MAX_BYTES`` (its error is reported when it is read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO cannot block the open
+    except (OSError, ValueError):
+        return -1, None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > DEFAULT_MAX_BYTES:
+            return -1, None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+        return st.st_size, digest.hexdigest()
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> range:
@@ -78,10 +97,9 @@ def _make_versions(path: str, key: str, settings: Sequence[Setting], need_metric
     rows: list[tuple] = []
     errors: dict[str, str] = {}
     try:
-        with open(path, "rb") as f:
-            original = f.read()
-    except OSError as e:
-        msg = f"{path}: cannot read: {e.strerror or e}"
+        original = bytes(read_source(path)[0])  # regular files only, size checked first
+    except (OSError, JPEGError) as e:
+        msg = str(e) if isinstance(e, JPEGError) else f"{path}: cannot read: {e.strerror or e}"
         for s in settings:
             errors[s.name] = msg
             rows.append((key, s.name, None, None, None, None, None, msg))
@@ -163,8 +181,9 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
     shard_dir = os.path.join(out_dir, "shards")
 
     def register(store: ResultStore) -> None:
-        sizes = [os.path.getsize(p) if os.path.exists(p) else -1 for p in dataset.paths]
-        store.register_images(dataset.keys, dataset.labels, sizes)
+        with ThreadPoolExecutor(threads) as pool:  # hashing reads every file: threads overlap the I/O
+            stats = list(pool.map(_size_and_hash, dataset.paths))
+        store.register_images(dataset.keys, dataset.labels, [s for s, _ in stats], [h for _, h in stats])
         for p in predictors:
             store.register_model(p.name, p.identity, p.num_classes)
 

@@ -102,7 +102,9 @@ def load_checkpoint(source) -> Checkpoint:
         try:
             obj = torch.load(name, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors, zip errors, ...: say which file
-            raise ValueError(f"{name}: cannot read as a PyTorch state dict or dctnet checkpoint: {exc}") from exc
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's messages run long
+            raise ValueError(f"{name}: cannot read as a PyTorch state dict or dctnet checkpoint "
+                             f"({type(exc).__name__}: {first})") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{name}: expected a state dict or dctnet checkpoint, found {type(obj).__name__}")
     if obj.get("format") == FORMAT:
