@@ -11,10 +11,13 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dctnet
+from dctnet.imaging import decode_rgb
+from dctnet.ops import DCTLayout, read_to_tensor
 
 from jpeg_fixtures import in_place
 from jpeg_surgery import sos_data_start, with_precision, with_scan_garbage, with_size, with_zero_qstep
@@ -92,16 +95,35 @@ def mutate(data: bytes, edits: list[tuple[int, int, int]], cut: int | None) -> b
     return bytes(out)
 
 
+FUZZ_LAYOUT = DCTLayout("upsampling", 6)
+
+
+@pytest.fixture(scope="module")
+def good_row(small_jpegs):
+    return read_to_tensor([small_jpegs[0]], FUZZ_LAYOUT, size=64)[0]
+
+
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(which=st.integers(0, 4),
        edits=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2**31), st.integers(0, 255)), max_size=12),
        cut=st.none() | st.integers(0, 2**31),
        strict=st.booleans())
-def test_fuzz_mutated_jpegs_never_crash(small_jpegs, which, edits, cut, strict):
+def test_fuzz_mutated_jpegs_never_crash(small_jpegs, good_row, which, edits, cut, strict):
     data = mutate(small_jpegs[which], edits, cut)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dctnet.JPEGWarning)
+        # The fused read and the RGB decode path take the same bytes beside a good file:
+        # an error or a result, never a crash, and the good neighbour's row is unchanged.
+        x, errors = read_to_tensor([data, small_jpegs[0]], FUZZ_LAYOUT, size=64, strict=strict,
+                                   max_pixels=4_000_000, on_error="return", threads=2)
+        assert errors[1] is None and torch.equal(x[1], good_row)
+        assert errors[0] is None or isinstance(errors[0], (dctnet.JPEGError, ValueError))
+        try:
+            pixels = decode_rgb(data, max_pixels=4_000_000)
+            assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
+        except dctnet.JPEGError as e:
+            assert e.source == "<bytes>" and e.reason
         try:
             img = dctnet.read_dct(data, strict=strict, max_pixels=4_000_000)
         except dctnet.JPEGError as e:

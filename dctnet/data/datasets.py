@@ -116,12 +116,19 @@ def synset_of_path(path: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _text_key(relpath: str) -> str:
+    """A relative path as storable text: bytes of a name that is not UTF-8 (surrogate escapes)
+    are written as ``\\xNN`` (SQLite and JSON take only valid text)."""
+    return relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class Dataset:
     """A labelled list of image files.
 
     ``paths[i]`` is an absolute path, ``labels[i]`` its class index into ``classes``,
-    ``keys[i]`` its path relative to ``root`` (stable across machines: results are stored
+    ``keys[i]`` its path relative to ``root`` as text (undecodable bytes of a name written
+    ``\\xNN``; stable across machines: results are stored
     under it). ``layout`` says which layout was detected.
     """
 
@@ -134,7 +141,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if not self.keys:
-            self.keys = [os.path.relpath(p, self.root) for p in self.paths]
+            self.keys = [_text_key(os.path.relpath(p, self.root)) for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)

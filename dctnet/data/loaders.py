@@ -220,8 +220,10 @@ class DCTDataset(torch.utils.data.Dataset):
                 raise error
             else:
                 self.skipped.append(path)
-        if not keep:
-            raise JPEGError(paths[0], "no readable image in this batch")
+        if not keep:  # only reached with on_error="skip": an empty batch, which training skips
+            shapes = output_shapes(self.layout, 0, self.size // 8, self.size // 8)
+            x = tuple(torch.zeros(s) for s in shapes)
+            return (x if len(x) > 1 else x[0]), self.labels[:0]
         x = batch.inputs
         if len(keep) < len(paths):  # a skipped file changes the batch's size
             x = tuple(t[keep] for t in x) if isinstance(x, tuple) else x[keep]

@@ -191,6 +191,12 @@ def _run_epoch(model, loader, criterion, ctx: DistContext, *, optimizer=None, sc
     step = first_step
     with torch.set_grad_enabled(training):
         for inputs, target in loader:
+            if target.shape[0] == 0:  # every file of the batch was skipped (--skip-bad-files)
+                if ctx.world_size > 1:
+                    raise ValueError(f"rank {ctx.rank}: every file of a batch was unreadable and skipped; with "
+                                     "several processes every rank must step together (remove the files)")
+                step += 1
+                continue
             xs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
             xs = tuple(x.to(dev, non_blocking=True) for x in xs)
             target = target.to(dev, non_blocking=True)
