@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import DCTLayout
 from ..ops.dct_domain import DCT8
 from .resnet_dct import split_late_concat  # the front end takes late_concat inputs
@@ -229,8 +230,8 @@ class DCTFrontEnd(ChromaDecoder):
     ``forward(y (B, nY, h, w), cbcr (B, nCb + nCr, h/2, w/2)) -> float (B, 3, 8h, 8w)``.
     """
 
-    def __init__(self, layout: DCTLayout, mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 std: Sequence[float] = (0.229, 0.224, 0.225), clamp: str = "none"):
+    def __init__(self, layout: DCTLayout, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, clamp: str = "none"):
         super().__init__(layout)
         if clamp not in ("none", "clamp", "round", "libjpeg"):
             raise ValueError(f"clamp must be 'none', 'clamp', 'round' or 'libjpeg', not {clamp!r}")

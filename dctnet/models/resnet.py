@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "RGBStem", "StageSpec", "InputConfig", "SamePadConv2d",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_v1"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

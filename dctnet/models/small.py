@@ -20,7 +20,8 @@ from torch import nn
 
 from ..ops.layout import DCTLayout
 from .registry import register_model
-from .resnet import IMAGENET_MEAN, IMAGENET_STD, BasicBlock, InputConfig, ResNet, StageSpec
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD
+from .resnet import BasicBlock, InputConfig, ResNet, StageSpec
 from .resnet_dct import DCTResNet, UpsamplingStem
 
 __all__ = ["SmallRGBStem", "small_resnet"]
