@@ -414,14 +414,8 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
             not a regular file or has a NUL byte; the message names the source and gives the
             reason. OSError: the file cannot be opened or read.
     """
-    out = _read_one(src, False, strict, check_limits(max_pixels=max_pixels, max_scans=max_scans,
-                                                     max_bytes=max_bytes, max_scan_blocks=max_scan_blocks))
-    if isinstance(out, BaseException):
-        try:
-            raise out
-        finally:
-            out = None
-    return out
+    return _value_or_raise(_read_one(src, False, strict, check_limits(
+        max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks)))
 
 
 def read_header(src: JPEGSource, *, max_pixels: int | None = None,
@@ -432,7 +426,12 @@ def read_header(src: JPEGSource, *, max_pixels: int | None = None,
     Raises :class:`JPEGError` like :func:`read_dct` for anything up to the first scan;
     ``max_pixels`` and ``max_bytes`` as for :func:`read_dct` (no pixel limit by default).
     """
-    out = _read_one(src, True, True, check_limits(max_pixels=max_pixels, max_bytes=max_bytes))
+    return _value_or_raise(_read_one(src, True, True, check_limits(max_pixels=max_pixels, max_bytes=max_bytes)))
+
+
+def _value_or_raise(out):
+    """``out``, or raise it if it is an exception, without a frame that keeps it alive (the
+    traceback references the frames it passes; none of them may hold the exception)."""
     if isinstance(out, BaseException):
         try:
             raise out
