@@ -119,9 +119,11 @@ def _prepare_all(srcs: Sequence[Source], prepared: tuple[int, int], offset: int)
     return out, errors
 
 
-def _merge_errors(batch: "Batch", errors: list, suffix: str) -> "Batch":
-    """A prepared batch: the preparation's errors first, paths tagged ``-prepared``."""
-    errs = [e0 if e0 is not None else e for e0, e in zip(errors, batch.errors)]
+def _merge_errors(batch: "Batch", errors: list, names: list[str], suffix: str) -> "Batch":
+    """A prepared batch: the preparation's errors first, then the inner batch's (named after
+    the original sources), paths tagged ``-prepared``."""
+    errs = [e0 if e0 is not None else (None if e is None else JPEGError(name, getattr(e, "reason", str(e))))
+            for e0, e, name in zip(errors, batch.errors, names)]
     paths = [None if e is not None else (p and f"{p}-{suffix}") for p, e in zip(batch.paths, errs)]
     inputs = batch.inputs if any(e is None for e in errs) else None
     return Batch(inputs, errs, paths)
@@ -163,19 +165,11 @@ class RGBPipeline(Pipeline):
         return f"RGBPipeline({self.preprocess!r})"
 
     def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None) -> Batch:
+        names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
         if self.prepared is not None:
             data, errors = _prepare_all(srcs, self.prepared, offset)
-            names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
-            ok = [i for i, e in enumerate(errors) if e is None]
-            x, errs = self.preprocess.batch([data[i] for i in ok], threads=self.threads, names=[names[i] for i in ok])
-            full = np.zeros((len(srcs),) + x.shape[1:], np.float32)
-            full[ok] = x
-            for j, i in enumerate(ok):
-                errors[i] = errs[j]
-            inputs = torch.from_numpy(full) if self.output == "torch" else full
-            batch = Batch(inputs, [None] * len(srcs), [self.path] * len(srcs))
-            return _merge_errors(batch, errors, "prepared")
-        names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
+            plain = RGBPipeline(self.preprocess, threads=self.threads, output=self.output, path=self.path)
+            return _merge_errors(plain(data, offset=offset), errors, names, "prepared")
         for i, s in enumerate(srcs):
             if isinstance(s, DCTImage):
                 raise TypeError(f"{names[i]}: RGB models take JPEG paths or bytes, not DCTImages")
@@ -246,7 +240,8 @@ class DCTPipeline(Pipeline):
             data, errors = _prepare_all(srcs, self.prepared, offset)
             plain = DCTPipeline(self.layout, self.size, threads=self.threads, device=self.device,
                                 backend=self.backend, small="error")
-            return _merge_errors(plain(data, offset=offset, out=out), errors, "prepared")
+            names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
+            return _merge_errors(plain(data, offset=offset, out=out), errors, names, "prepared")
         if self.fused and not any(isinstance(s, DCTImage) for s in srcs):
             batch = self._fused(srcs, seed, out)
         else:
