@@ -111,8 +111,8 @@ class Classifier:
         self.batch_size = int(batch_size)
         self.threads = threads or os.cpu_count() or 1
         self.backend = backend
-        is_onnx = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
-        self.bundle = resolve(model, weights=weights, preprocess=preprocess if is_onnx else None,
+        onnx_path = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
+        self.bundle = resolve(model, weights=weights, preprocess=preprocess if onnx_path else None,
                               threads=self.threads)
         bundle = self.bundle
         is_onnx = bundle.kind in ("onnx", "onnx-dct")

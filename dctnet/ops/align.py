@@ -147,6 +147,8 @@ def usable_size(img: DCTImage, layout: DCTLayout) -> tuple[int, int]:
 
 
 def pixels_to_blocks(size, unit: int, what: str) -> tuple[int, int]:
+    """An output size in pixels (int or ``(h, w)``) as ``(Hb, Wb)`` 8x8 blocks; each side must be
+    a multiple of ``unit`` blocks (``what`` names that step in the error)."""
     if isinstance(size, (int, np.integer)):
         size = (int(size), int(size))
     h, w = (int(s) for s in size)
