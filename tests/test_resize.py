@@ -1,0 +1,100 @@
+"""DCT-domain resizing (dctnet.ops.resize) against independent references:
+
+* the resampling matrix against Pillow's own ``BILINEAR`` resize of float images;
+* the coefficient-domain operator against a float64 pipeline through pixels
+  (dequantise -> per-block inverse DCT -> pixel resize with the same filter -> crop -> per-block
+  DCT), on down- and upscaling, odd sizes, windows off the block grid, flips;
+* the banded numba kernel against the dense NumPy map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dctnet.ops.dct_domain import DCT8
+from dctnet.ops.resize import axis_operator, bilinear_weights, resize_geometry, resize_plane
+
+
+def _pillow(img: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize((new_w, new_h), Image.BILINEAR),
+                      dtype=np.float64)
+
+
+@pytest.mark.parametrize("w, h, nw, nh", [(500, 375, 341, 256), (375, 500, 256, 341), (100, 80, 256, 205),
+                                          (17, 9, 30, 16), (225, 223, 258, 256), (1, 1, 8, 8), (64, 64, 64, 64),
+                                          (640, 427, 96, 64)])
+def test_bilinear_weights_are_pillows(w, h, nw, nh):
+    img = np.random.default_rng(w * h).random((h, w)) * 255
+    got = bilinear_weights(h, nh, 0, nh) @ img @ bilinear_weights(w, nw, 0, nw).T
+    ref = _pillow(img, nw, nh)
+    assert np.abs(got - ref).max() <= 2e-5 * 255  # Pillow works in float32
+
+
+def test_resize_geometry_is_the_rgb_pipelines():
+    from dctnet.imaging import center_crop, resize_shorter
+
+    for w, h in [(500, 375), (375, 500), (225, 223), (100, 80), (1000, 17)]:
+        img = np.random.default_rng(w).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        new_w, new_h, left, top = resize_geometry(w, h, 256, 224)
+        resized = resize_shorter(img, 256)
+        assert resized.shape[:2] == (new_h, new_w)
+        if new_w >= 224 and new_h >= 224:
+            assert np.array_equal(center_crop(resized, 224), resized[top:top + 224, left:left + 224])
+
+
+def _pixels(coefs: np.ndarray, qstep: np.ndarray) -> np.ndarray:
+    """float64 level-shifted pixels of a plane (independent of dctnet's helpers)."""
+    hb, wb = coefs.shape[:2]
+    x = coefs.astype(np.float64).reshape(hb, wb, 8, 8) * qstep.reshape(8, 8)
+    return np.einsum("kv,hwku,uj->hvwj", DCT8, x, DCT8).reshape(8 * hb, 8 * wb)
+
+
+def _blocks(pixels: np.ndarray) -> np.ndarray:
+    h, w = pixels.shape
+    return np.einsum("kv,hvwj,uj->hwku", DCT8, pixels.reshape(h // 8, 8, w // 8, 8), DCT8).reshape(h // 8, w // 8, 64)
+
+
+def _reference(coefs, qstep, length, total, start, out_blocks, flip=(False, False)):
+    """Through pixels: the plane's real ``length = (h, w)`` pixels resized to ``total`` (h', w')
+    with Pillow's filter, the window at ``start`` of ``8 * out_blocks`` pixels, then the DCT."""
+    px = _pixels(coefs, qstep)[:length[0], :length[1]]
+    rv = bilinear_weights(length[0], 1, start[0], 8 * out_blocks[0], scale=length[0] / total[0], flip=flip[0])
+    rh = bilinear_weights(length[1], 1, start[1], 8 * out_blocks[1], scale=length[1] / total[1], flip=flip[1])
+    return _blocks(rv @ px @ rh.T)
+
+
+CASES = [
+    # (h, w) pixels, blocks, resized (h', w'), window start, output blocks, flips
+    ((375, 500), (47, 63), (256, 341), (16, 58), (28, 28), (False, False)),   # a typical photo, down
+    ((375, 500), (47, 63), (256, 341), (16, 58), (28, 28), (False, True)),    # flipped
+    ((223, 225), (28, 29), (256, 258), (16, 17), (28, 28), (False, False)),   # odd size, up, off-grid
+    ((9, 17), (2, 3), (256, 483), (16, 129), (28, 28), (False, True)),        # tiny, far up
+    ((1, 1), (1, 1), (256, 256), (16, 16), (28, 28), (False, False)),         # one pixel
+    ((188, 250), (24, 32), (128.0, 170.5), (8.0, 29.0), (14, 14), (True, False)),  # chroma at half scale
+    ((600, 800), (75, 100), (96, 128), (-16, 0), (14, 16), (False, False)),   # window past the image
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_operator_equals_the_pixel_pipeline(case):
+    (h, w), (hb, wb), total, start, out_blocks, flip = case
+    rng = np.random.default_rng(h * w)
+    coefs = (rng.normal(0, 1, (hb, wb, 64)) * np.linspace(40, 2, 64)).astype(np.int16)
+    qstep = rng.integers(1, 20, 64).astype(np.uint16)
+    rows = axis_operator(h, hb, total[0], start[0], out_blocks[0], flip[0])
+    cols = axis_operator(w, wb, total[1], start[1], out_blocks[1], flip[1])
+    ref = _reference(coefs, qstep, (h, w), total, start, out_blocks, flip)
+    got = resize_plane(coefs, qstep, rows, cols)
+    assert got.shape == ref.shape == (out_blocks[0], out_blocks[1], 64)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_operator_is_banded():
+    op = axis_operator(500, 63, 341, 58, 28)
+    m = op.matrix.reshape(28, 8, 63, 8)
+    for j in range(28):
+        outside = np.concatenate([m[j, :, :op.lo[j]].ravel(), m[j, :, op.hi[j]:].ravel()])
+        assert not outside.any()
+        assert op.hi[j] - op.lo[j] <= 4   # a 1.46x downscale touches at most 4 input blocks
