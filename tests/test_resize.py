@@ -98,3 +98,73 @@ def test_operator_is_banded():
         outside = np.concatenate([m[j, :, :op.lo[j]].ravel(), m[j, :, op.hi[j]:].ravel()])
         assert not outside.any()
         assert op.hi[j] - op.lo[j] <= 4   # a 1.46x downscale touches at most 4 input blocks
+
+
+@pytest.mark.parametrize("name", ["baseline_420", "baseline_444", "baseline_422", "baseline_440", "baseline_411",
+                                  "gray", "odd225x223_baseline_420", "tiny17x9_baseline_444", "tiny17x9_gray"])
+@pytest.mark.parametrize("kind", ["upsampling", "late_concat", "y_only"])
+def test_resize_to_tensor_equals_the_dense_map_per_plane(variants, name, kind):
+    """The banded numba kernel (bands, normalisation, chroma grid, upsampling, flip) against the
+    dense operator applied plane by plane and gathered by hand."""
+    import dctnet
+    from dctnet.ops import DCTLayout
+    from dctnet.ops.resize import _plane_samples, resize_to_tensor
+
+    img = dctnet.read_dct(str(variants[name]))
+    bands = ((0, 1, 8, 9, 2, 63), (0, 1, 8), (0, 16, 9)) if kind != "y_only" else ((0, 1, 8, 9, 2, 63),)
+    n = sum(len(b) for b in bands)
+    rng = np.random.default_rng(0)
+    layout = DCTLayout(kind, bands, mean=tuple(rng.normal(0, 5, n)), std=tuple(rng.uniform(1, 9, n)))
+    size, resize = 64, 72
+    for flip in (False, True):
+        got = resize_to_tensor([img], layout, size=size, resize=resize, flip=np.array([flip]))
+        got = got if isinstance(got, tuple) else (got,)
+        new_w, new_h, left, top = resize_geometry(img.width, img.height, resize, size)
+        channel = 0
+        for c, comp_bands in enumerate(layout.band_indices()):
+            if c == 0:
+                ro = axis_operator(img.height if img.num_components == 1 else _plane_samples(img, 0)[0],
+                                   img.planes[0].shape[0], float(new_h), float(top), size // 8)
+                co = axis_operator(_plane_samples(img, 0)[1], img.planes[0].shape[1], float(new_w), float(left),
+                                   size // 8, flip)
+            else:
+                rows, cols = _plane_samples(img, c) if c < img.num_components else (1, 1)
+                ro = axis_operator(rows, max(1, -(-rows // 8)), new_h / 2, top / 2, size // 16)
+                co = axis_operator(cols, max(1, -(-cols // 8)), new_w / 2, left / 2, size // 16, flip)
+            for j, k in enumerate(comp_bands):
+                ch = channel + j
+                if c < img.num_components:
+                    plane = resize_plane(img.planes[c], img.qtables[c], ro, co)[..., k].astype(np.float64)
+                else:
+                    plane = np.zeros((size // 16, size // 16))
+                want = (plane - layout.mean[ch]) / layout.std[ch]
+                if kind == "upsampling" and c > 0:
+                    want = want.repeat(2, 0).repeat(2, 1)
+                tensor, local = (got[1], ch - len(layout.band_indices()[0])) if kind == "late_concat" and c > 0 \
+                    else (got[0], ch)
+                have = tensor[0, local].numpy().astype(np.float64)
+                scale = max(1.0, np.abs(want).max())
+                assert np.abs(have - want).max() <= 1e-4 * scale, (name, kind, flip, c, k)
+            channel += len(comp_bands)
+
+
+def test_resize_to_tensor_matches_the_rgb_pipeline_on_photos():
+    """The real thing: libjpeg-turbo's decode + Pillow's resize + crop, then a float64 DCT of the
+    Y plane, against the DCT path's Y band 0 and 1 (within the decoder's and Pillow's 8-bit
+    rounding)."""
+    import dctnet
+    from dctnet.imaging import center_crop, decode_rgb, resize_shorter
+    from dctnet.ops import DCTLayout
+    from dctnet.ops.resize import resize_to_tensor
+    from jpeg_fixtures import sample_photos
+
+    layout = DCTLayout("y_only", (tuple(range(64)),))
+    for photo in sample_photos()[:6]:
+        img = dctnet.read_dct(str(photo))
+        got = resize_to_tensor([img], layout, size=224, resize=256)[0].numpy()          # (64, 28, 28)
+        rgb = center_crop(resize_shorter(decode_rgb(str(photo)), 256), 224).astype(np.float64)
+        y = rgb @ np.array([0.299, 0.587, 0.114]) - 128.0
+        want = _blocks(y).transpose(2, 0, 1)                                                  # (64, 28, 28)
+        err = np.abs(got - want)
+        assert err[0].mean() < 8.0 and np.median(err[0]) < 8.0   # DC: 8x the mean level; rounding ~1 level
+        assert np.corrcoef(got[1:10].ravel(), want[1:10].ravel())[0, 1] > 0.995

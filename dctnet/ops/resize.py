@@ -31,14 +31,23 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import torch
+from numba import njit
 
+from ..codec import DCTImage
 from .dct_domain import DCT8
+from .layout import DCTLayout
+from .rearrange import check_out, output_shapes
+from .reference import normalisation
 
-__all__ = ["AxisOperator", "axis_operator", "bilinear_weights", "resize_geometry", "resize_plane",
-           "resize_plane_reference"]
+__all__ = ["AxisOperator", "axis_operator", "bilinear_weights", "resize_geometry", "resize_image_into",
+           "resize_plane", "resize_plane_reference", "resize_to_tensor"]
 
 
 def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[int, int, int, int]:
@@ -96,7 +105,7 @@ def _block_dct(nb: int) -> np.ndarray:
     return np.kron(np.eye(nb), DCT8)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AxisOperator:
     """``M = C_out · R · C_inᵀ`` for one axis, with its band structure.
 
@@ -109,6 +118,11 @@ class AxisOperator:
     matrix: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+
+    @functools.cached_property
+    def matrix_t(self) -> np.ndarray:
+        """``matrix.T``, contiguous (the numba kernel's horizontal pass reads it row-wise)."""
+        return np.ascontiguousarray(self.matrix.T)
 
     @property
     def out_blocks(self) -> int:
@@ -176,3 +190,182 @@ def resize_plane(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols:
     out = rows.matrix @ z @ cols.matrix.T
     ho, wo = rows.out_blocks, cols.out_blocks
     return np.ascontiguousarray(out.reshape(ho, 8, wo, 8).transpose(0, 2, 1, 3).reshape(ho, wo, 64))
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _resize_bands(coefs, qstep, mv, vlo, vhi, mht, hlo, hhi, bands, out, ch0, means, inv_stds, up):
+    """Banded separable map of one plane, only the kept bands, normalised, into ``out``.
+
+    coefs ``int16 (Hb, Wb, 64)``; qstep ``float32 (64,)``; mv ``float32 (8 Ho, 8 Hb)`` with
+    ``vlo/vhi (Ho,)``; mht ``float32 (8 Wb, 8 Wo)`` (the horizontal operator transposed) with
+    ``hlo/hhi (Wo,)``; bands ``int64 (K,)`` natural indices; out ``float32 (C, H, W)`` (one
+    image); channel ``ch0 + j`` gets band ``bands[j]`` as ``(value - means[j]) * inv_stds[j]``;
+    ``up``: write each output block to the ``up x up`` blocks it covers (nearest upsampling of
+    chroma). The innermost loops run over 8 or ``Wo`` contiguous floats (SIMD).
+    """
+    ho = vlo.shape[0]
+    wo = hlo.shape[0]
+    r_lo = vlo.min()
+    r_hi = vhi.max()
+    rows = 8 * (r_hi - r_lo)
+    # Pass 1 (rows): t1[r, J, U] = sum_j sum_g x[i, j, 8v+g] Mh[8J+U, 8j+g], r = 8 (i - r_lo) + v
+    t1 = np.zeros((rows, wo, 8), np.float32)
+    xq = np.empty(64, np.float32)
+    for i in range(r_lo, r_hi):
+        base = 8 * (i - r_lo)
+        for jj in range(wo):
+            for j in range(hlo[jj], hhi[jj]):
+                for g in range(64):
+                    xq[g] = coefs[i, j, g] * qstep[g]
+                for v in range(8):
+                    for g in range(8):
+                        x = xq[8 * v + g]
+                        for u in range(8):
+                            t1[base + v, jj, u] += x * mht[8 * j + g, 8 * jj + u]
+    # t2[r, U, J]: contiguous over J for pass 2
+    t2 = np.empty((rows, 8, wo), np.float32)
+    for r in range(rows):
+        for jj in range(wo):
+            for u in range(8):
+                t2[r, u, jj] = t1[r, jj, u]
+    # Pass 2 (columns): out[k, I, :] = sum_i sum_v Mv[8I+V, 8i+v] t2[8i+v, U, :]
+    acc = np.empty(wo, np.float32)
+    for kk in range(bands.shape[0]):
+        k = bands[kk]
+        vv = k // 8
+        uu = k % 8
+        m = means[kk]
+        s = inv_stds[kk]
+        for ii in range(ho):
+            row = 8 * ii + vv
+            acc[:] = 0.0
+            for i in range(vlo[ii], vhi[ii]):
+                for v in range(8):
+                    w = mv[row, 8 * i + v]
+                    src = t2[8 * (i - r_lo) + v, uu]
+                    for jj in range(wo):
+                        acc[jj] += w * src[jj]
+            for a in range(up):
+                dst = out[ch0 + kk, up * ii + a]
+                for jj in range(wo):
+                    value = (acc[jj] - m) * s
+                    for b in range(up):
+                        dst[up * jj + b] = value
+
+
+def _plane_samples(img: DCTImage, c: int) -> tuple[int, int]:
+    """A component's real samples ``(rows, cols)`` (libjpeg's downsampled_height/width)."""
+    hmax = max(h for h, _ in img.sampling)
+    vmax = max(v for _, v in img.sampling)
+    h, v = img.sampling[c]
+    return -(-img.height * v // vmax), -(-img.width * h // hmax)
+
+
+def _check(images, layout: DCTLayout, size: int, resize: int, crop) -> None:
+    if crop != "center":
+        raise ValueError(f"resize= takes crop='center' (training crops come with crop='random-resized'), not {crop!r}")
+    unit = 8 if layout.kind == "y_only" else 16
+    if not isinstance(size, (int, np.integer)) or size <= 0 or size % unit:
+        raise ValueError(f"size must be a positive multiple of {unit} pixels for a {layout.kind} layout, not {size!r}")
+    if not isinstance(resize, (int, np.integer)) or resize <= 0:
+        raise ValueError(f"resize must be a positive number of pixels, not {resize!r}")
+
+
+def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, resize: int, outs: tuple, row: int,
+                      flip: bool = False) -> None:
+    """One image, resized and centre-cropped in the DCT domain, into row ``row`` of ``outs``.
+
+    Args:
+        img: any sampling (YCbCr or gray; gray gets zero chroma, normalised).
+        layout: bands, kind and statistics of the output.
+        size, resize: the RGB pipeline's geometry (:func:`resize_geometry`).
+        outs: NumPy views of the output tensor(s) as :func:`dctnet.ops.to_tensor` makes them
+            (``(B, C, size/8, size/8)``, or Y and CbCr for ``late_concat``).
+        flip: horizontal flip of the crop.
+
+    Raises ``ValueError`` naming the image for colour spaces no layout takes (CMYK).
+    """
+    if img.colorspace not in ("ycbcr", "gray") or (img.num_components not in (1, 3)):
+        raise ValueError(f"{img.source}: {img.colorspace} images cannot be brought to a YCbCr layout")
+    means, inv_stds = normalisation(layout)
+    g = size // 8
+    new_w, new_h, left, top = resize_geometry(img.width, img.height, resize, size)
+    chroma_out = g // 2
+    channel = 0
+    for c, bands in enumerate(layout.band_indices()):
+        bands = np.asarray(bands, np.int64)
+        n = len(bands)
+        if layout.kind == "late_concat":
+            out, ch0, stat0 = (outs[0], 0, 0) if c == 0 else (outs[1], channel - len(layout.band_indices()[0]), channel)
+        else:
+            out, ch0, stat0 = outs[0], channel, channel
+        target = out[row]
+        m, s = means[stat0:stat0 + n], inv_stds[stat0:stat0 + n]
+        if c >= img.num_components:   # gray: zero chroma, normalised
+            target[ch0:ch0 + n] = ((0.0 - m) * s)[:, None, None]
+        else:
+            rows, cols = _plane_samples(img, c)
+            plane = img.planes[c]
+            if c == 0:
+                ro = axis_operator(rows, plane.shape[0], float(new_h), float(top), g)
+                co = axis_operator(cols, plane.shape[1], float(new_w), float(left), g, bool(flip))
+                up = 1
+            else:                      # the layout's chroma grid: half the luma output
+                ro = axis_operator(rows, plane.shape[0], new_h / 2, top / 2, chroma_out)
+                co = axis_operator(cols, plane.shape[1], new_w / 2, left / 2, chroma_out, bool(flip))
+                up = 2 if layout.kind == "upsampling" else 1
+            qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
+            _resize_bands(plane, qstep, ro.matrix, ro.lo, ro.hi, co.matrix_t, co.lo, co.hi, bands, target, ch0,
+                          m, s, up)
+        channel += n
+
+
+def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int, resize: int,
+                     crop: str = "center", flip: np.ndarray | None = None, out=None, threads: int | None = None,
+                     errors: list | None = None):
+    """DCTImages resized and centre-cropped like the RGB pipeline, into the layout's tensors.
+
+    Args:
+        images: ``DCTImage`` s of any sampling (YCbCr or gray).
+        layout: what the model takes.
+        size: crop side in pixels (multiple of 16; 8 for ``y_only``).
+        resize: the shorter side the image is resized to before the crop (RGB pipeline's rule).
+        crop: ``"center"``.
+        flip: ``bool (B,)`` horizontal flips, or ``None``.
+        out: output tensor(s) to write into (as :func:`dctnet.ops.to_tensor` returns them).
+        threads: images are processed on this many threads (the kernel releases the GIL).
+        errors: a list of length B to collect per-image errors in (rows of failed images are
+            zero); ``None``: raise the first.
+
+    Returns:
+        ``float32 (B, C, size/8, size/8)`` (``(y, cbcr)`` for ``late_concat``).
+    """
+    _check(images, layout, size, resize, crop)
+    b = len(images)
+    g = size // 8
+    shapes = output_shapes(layout, b, g, g)
+    outs = tuple(torch.empty(s, dtype=torch.float32) for s in shapes) if out is None else check_out(
+        out, shapes, torch.float32)
+    views = tuple(t.numpy() for t in outs)
+    flips = np.zeros(b, bool) if flip is None else np.asarray(flip, bool)
+
+    def work(i: int):
+        try:
+            resize_image_into(images[i], layout, size, resize, views, i, bool(flips[i]))
+        except ValueError as e:
+            for v in views:
+                v[i] = 0.0
+            if errors is None:
+                raise
+            errors[i] = e
+
+    threads = max(1, min(threads or os.cpu_count() or 1, b))
+    if threads == 1:
+        for i in range(b):
+            work(i)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(b)))
+    if out is not None:
+        return out
+    return outs if layout.kind == "late_concat" else outs[0]
