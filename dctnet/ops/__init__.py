@@ -10,8 +10,11 @@ is gathered by the reader thread that decoded it.
 from .align import align_blocks, plan_geometry, usable_size
 from .fused_read import read_to_tensor
 from .layout import ZIGZAG, BlockBatch, DCTLayout, zigzag_bands
-from .rearrange import BACKENDS, compute_stats, output_shapes, to_tensor
+from .outputs import output_shapes
+from .rearrange import BACKENDS, compute_stats, to_tensor
+from .resize import resize_geometry, resize_to_tensor
 from .reference import blocks_to_tensor_torch, check_block_batch, normalisation
 
 __all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "usable_size", "to_tensor", "read_to_tensor",
-           "compute_stats", "output_shapes", "blocks_to_tensor_torch", "check_block_batch", "normalisation", "BACKENDS"]
+           "compute_stats", "output_shapes", "blocks_to_tensor_torch", "check_block_batch", "normalisation", "BACKENDS",
+           "resize_geometry", "resize_to_tensor"]

@@ -29,7 +29,9 @@ from ..codec import BatchResult, DCTImage, JPEGSource, read_batch_with_sink
 from . import _numba as nk
 from .align import Crop, Flip, Size, flip_flags, pixels_to_blocks, plan_geometry, random_crop_draws
 from .layout import DCTLayout
-from .rearrange import Output, check_out, gather_tables, output_shapes, run_plan
+from .outputs import Output, check_out, output_shapes
+from .rearrange import gather_tables, run_plan
+from .resize import resize_to_tensor
 
 __all__ = ["read_to_tensor"]
 
@@ -119,7 +121,7 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
                    threads: int | None = None, on_error: Literal["raise", "return"] = "raise",
                    strict: bool = True, max_pixels: int | None = codec.DEFAULT_MAX_PIXELS,
                    max_scans: int = codec.DEFAULT_MAX_SCANS, max_bytes: int | None = codec.DEFAULT_MAX_BYTES,
-                   max_scan_blocks: int | None = codec.DEFAULT_MAX_SCAN_BLOCKS):
+                   max_scan_blocks: int | None = codec.DEFAULT_MAX_SCAN_BLOCKS, resize: int | None = None):
     """Read JPEGs and write the network input tensor(s) in one pass per image (CPU, float32).
 
     Equal to ``to_tensor(read_dct_batch(srcs), layout, crop=crop, size=size, flip=flip,
@@ -149,14 +151,29 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
             :class:`~dctnet.codec.JPEGWarning` (naming the file and counting the missing
             blocks) that :func:`~dctnet.codec.read_dct` gives.
 
+        resize: resize in the DCT domain as the RGB pipeline does (shorter side to ``resize``
+            pixels, then the ``size`` centre crop), any sampling and any image size: see
+            :func:`~dctnet.ops.to_tensor`. The files are read on ``threads`` native threads,
+            then resized on as many threads (the kernel releases the GIL).
+
     Returns:
         The output of :func:`~dctnet.ops.to_tensor` (``(B, C, Hb, Wb)`` float32, or ``(y,
         cbcr)`` for ``late_concat``); with ``on_error="return"``, ``(output, errors)``.
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
-    output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
-                                     max_pixels, max_scans, max_bytes, max_scan_blocks)
+    if resize is not None:
+        srcs = list(srcs)
+        images, errors = codec.read_dct_batch(srcs, threads=threads, on_error="return", strict=strict,
+                                              max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                                              max_scan_blocks=max_scan_blocks)
+        flips = flip_flags(flip, len(srcs), generator)
+        output = resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, out=out,
+                                  threads=threads, errors=errors)
+        del images
+    else:
+        output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
+                                         max_pixels, max_scans, max_bytes, max_scan_blocks)
     if on_error == "return":
         return BatchResult(output, errors)
     error = next((e for e in errors if e is not None), None)

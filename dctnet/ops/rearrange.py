@@ -5,31 +5,22 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..codec import DCTImage
 from ._numba import fused_gather
-from .align import Crop, Flip, GeometryPlan, Size, blocks_from_plan, plan_geometry
+from .align import Crop, Flip, GeometryPlan, Size, blocks_from_plan, flip_flags, plan_geometry
 from .layout import DCTLayout
+from .outputs import Output, check_out, output_shapes
+from .resize import resize_to_tensor
 from .reference import blocks_to_tensor_torch, normalisation
 
 __all__ = ["to_tensor", "compute_stats", "output_shapes", "BACKENDS"]
 
 BACKENDS = ("auto", "torch", "numba", "triton")
-Output = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
-
-
-def output_shapes(layout: DCTLayout, batch: int, hb: int, wb: int) -> tuple[tuple[int, ...], ...]:
-    """Shapes of ``to_tensor``'s output(s) for a ``hb x wb`` Y block grid (one shape, or Y and CbCr)."""
-    ny, *nc = layout.channels_per_component
-    if layout.kind == "y_only":
-        return ((batch, ny, hb, wb),)
-    if layout.kind == "late_concat":
-        return ((batch, ny, hb, wb), (batch, sum(nc), hb // 2, wb // 2))
-    return ((batch, layout.num_channels, hb, wb),)
 
 
 def _triton_interpreting() -> bool:
@@ -54,23 +45,6 @@ def _choose_backend(backend: str, device: torch.device) -> str:
         except ImportError as e:
             raise RuntimeError(f"the triton backend needs the triton package ({e}); pip install 'dctnet[gpu]'") from e
     return backend
-
-
-def check_out(out, shapes, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Validate caller-given output tensor(s) against the expected shapes and dtype."""
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    if len(outs) != len(shapes):
-        raise ValueError(f"out must be {len(shapes)} tensor(s) for this layout, got {len(outs)}")
-    for t, shape in zip(outs, shapes):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"out must hold torch tensors, got {type(t).__name__}")
-        if tuple(t.shape) != shape or t.dtype != dtype:
-            raise ValueError(f"out tensor is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}")
-        if not t.is_contiguous():
-            raise ValueError("out tensors must be contiguous")
-    if len({t.device for t in outs}) != 1:
-        raise ValueError("out tensors must be on one device")
-    return tuple(outs)
 
 
 def gather_tables(layout: DCTLayout):
@@ -133,7 +107,7 @@ def _run_numba(plan: GeometryPlan, layout: DCTLayout, outs: tuple[torch.Tensor, 
 def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
               flip: Flip = False, backend: str = "auto", out: Output | None = None,
               dtype: torch.dtype | None = None, generator: torch.Generator | None = None,
-              device: torch.device | str | None = None) -> Output:
+              device: torch.device | str | None = None, resize: int | None = None) -> Output:
     """Turn DCTImages into the input tensor(s) of a DCT network.
 
     ``to_tensor = align_blocks`` (crop, flip, chroma alignment; exact, see
@@ -154,6 +128,12 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
         dtype: output dtype (default float32, or ``out``'s dtype; float16/bfloat16 are computed
             in float32 and rounded once).
         device: output device when ``out`` is not given (default CPU).
+        resize: resize in the DCT domain first, as the RGB pipeline does: the shorter side to
+            ``resize`` pixels (Pillow's BILINEAR filter and size rule), then the ``size``
+            centre crop on the resized pixel grid (``crop="center"``; offsets need not be on
+            block boundaries). Any sampling, any image size (small images are upscaled by
+            the same operator). :mod:`dctnet.ops.resize`; CPU float32 (numba). ``None`` (the
+            default): exact block crops of the original, as above.
 
     Returns:
         ``upsampling``: ``(B, 3n, Hb, Wb)`` (``nY + nCb + nCr`` channels for band lists);
@@ -168,6 +148,12 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
     else:
         dev = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or torch.float32
+    if resize is not None:
+        if dev.type != "cpu" or dtype != torch.float32 or backend not in ("auto", "numba"):
+            raise ValueError("resize= runs on the CPU in float32 with the numba backend (a CUDA/Triton version "
+                             f"is not written yet); got device={dev}, dtype={dtype}, backend={backend!r}")
+        flips = flip_flags(flip, len(images), generator)
+        return resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, out=out)
     chosen = _choose_backend(backend, dev)
     plan = plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator)
     shapes = output_shapes(layout, plan.batch, plan.hb, plan.wb)
@@ -201,7 +187,7 @@ def run_plan(plan: GeometryPlan, layout: DCTLayout, chosen: str, outs: tuple[tor
 
 
 def compute_stats(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = None, size: Size = None,
-                  batch_size: int = 64, backend: str = "auto") -> DCTLayout:
+                  batch_size: int = 64, backend: str = "auto", resize: int | None = None) -> DCTLayout:
     """Per-channel mean and standard deviation of the dequantised coefficients (the inputs
     before normalisation) over ``images``.
 
@@ -228,7 +214,7 @@ def compute_stats(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop =
     for idx in groups.values():
         for s in range(0, len(idx), batch_size):
             chunk = [images[i] for i in idx[s:s + batch_size]]
-            result = to_tensor(chunk, plain, crop=crop, size=size, backend=backend)
+            result = to_tensor(chunk, plain, crop=crop, size=size, backend=backend, resize=resize)
             parts = result if isinstance(result, tuple) else (result,)
             colour = torch.tensor([len(img.planes) == 3 for img in chunk])
             first = 0

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from numba import njit
 
-from ..codec import DCTImage
+from ..codec import DCTImage, JPEGError
 from .dct_domain import DCT8
 from .layout import DCTLayout
-from .rearrange import check_out, output_shapes
+from .outputs import check_out, output_shapes
 from .reference import normalisation
 
 __all__ = ["AxisOperator", "axis_operator", "bilinear_weights", "resize_geometry", "resize_image_into",
@@ -209,19 +209,41 @@ def _resize_bands(coefs, qstep, mv, vlo, vhi, mht, hlo, hhi, bands, out, ch0, me
     r_hi = vhi.max()
     rows = 8 * (r_hi - r_lo)
     # Pass 1 (rows): t1[r, J, U] = sum_j sum_g x[i, j, 8v+g] Mh[8J+U, 8j+g], r = 8 (i - r_lo) + v
-    t1 = np.zeros((rows, wo, 8), np.float32)
-    xq = np.empty(64, np.float32)
+    t1 = np.empty((rows, wo, 8), np.float32)
+    c_lo = hlo.min()
+    c_hi = hhi.max()
+    xq = np.empty((c_hi - c_lo, 64), np.float32)   # one block row, dequantised once
     for i in range(r_lo, r_hi):
         base = 8 * (i - r_lo)
+        for j in range(c_lo, c_hi):
+            for g in range(64):
+                xq[j - c_lo, g] = coefs[i, j, g] * qstep[g]
         for jj in range(wo):
-            for j in range(hlo[jj], hhi[jj]):
-                for g in range(64):
-                    xq[g] = coefs[i, j, g] * qstep[g]
-                for v in range(8):
+            c0 = 8 * jj
+            for v in range(8):
+                # eight scalar accumulators stay in registers (an array would alias t1)
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+                for j in range(hlo[jj], hhi[jj]):
                     for g in range(8):
-                        x = xq[8 * v + g]
-                        for u in range(8):
-                            t1[base + v, jj, u] += x * mht[8 * j + g, 8 * jj + u]
+                        x = xq[j - c_lo, 8 * v + g]
+                        m = mht[8 * j + g]
+                        a0 += x * m[c0]
+                        a1 += x * m[c0 + 1]
+                        a2 += x * m[c0 + 2]
+                        a3 += x * m[c0 + 3]
+                        a4 += x * m[c0 + 4]
+                        a5 += x * m[c0 + 5]
+                        a6 += x * m[c0 + 6]
+                        a7 += x * m[c0 + 7]
+                d = t1[base + v, jj]
+                d[0] = a0
+                d[1] = a1
+                d[2] = a2
+                d[3] = a3
+                d[4] = a4
+                d[5] = a5
+                d[6] = a6
+                d[7] = a7
     # t2[r, U, J]: contiguous over J for pass 2
     t2 = np.empty((rows, 8, wo), np.float32)
     for r in range(rows):
@@ -283,10 +305,10 @@ def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, resize: int, 
             (``(B, C, size/8, size/8)``, or Y and CbCr for ``late_concat``).
         flip: horizontal flip of the crop.
 
-    Raises ``ValueError`` naming the image for colour spaces no layout takes (CMYK).
+    Raises :class:`~dctnet.JPEGError` naming the image for colour spaces no layout takes (CMYK).
     """
     if img.colorspace not in ("ycbcr", "gray") or (img.num_components not in (1, 3)):
-        raise ValueError(f"{img.source}: {img.colorspace} images cannot be brought to a YCbCr layout")
+        raise JPEGError(img.source, f"{img.colorspace} images cannot be brought to a YCbCr layout")
     means, inv_stds = normalisation(layout)
     g = size // 8
     new_w, new_h, left, top = resize_geometry(img.width, img.height, resize, size)
@@ -326,7 +348,8 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
     """DCTImages resized and centre-cropped like the RGB pipeline, into the layout's tensors.
 
     Args:
-        images: ``DCTImage`` s of any sampling (YCbCr or gray).
+        images: ``DCTImage`` s of any sampling (YCbCr or gray); ``None`` entries (items that
+            failed before) give zero rows.
         layout: what the model takes.
         size: crop side in pixels (multiple of 16; 8 for ``y_only``).
         resize: the shorter side the image is resized to before the crop (RGB pipeline's rule).
@@ -335,7 +358,7 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
         out: output tensor(s) to write into (as :func:`dctnet.ops.to_tensor` returns them).
         threads: images are processed on this many threads (the kernel releases the GIL).
         errors: a list of length B to collect per-image errors in (rows of failed images are
-            zero); ``None``: raise the first.
+            zero; entries already set are kept); ``None``: raise the first.
 
     Returns:
         ``float32 (B, C, size/8, size/8)`` (``(y, cbcr)`` for ``late_concat``).
@@ -351,12 +374,17 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
 
     def work(i: int):
         try:
+            if images[i] is None:           # failed before (its error is already in ``errors``)
+                for v in views:
+                    v[i] = 0.0
+                return
             resize_image_into(images[i], layout, size, resize, views, i, bool(flips[i]))
         except ValueError as e:
             for v in views:
                 v[i] = 0.0
             if errors is None:
                 raise
+            e.__traceback__ = None          # returned errors keep no frame (and no batch) alive
             errors[i] = e
 
     threads = max(1, min(threads or os.cpu_count() or 1, b))
