@@ -195,6 +195,10 @@ class DCTPipeline(Pipeline):
             ``"dct-resized"``; evaluation only) or ``"error"``.
         prepared: ``(resize, crop)``: re-encode every file as the papers prepare data first
             (see the module docstring; evaluation only, ``crop == size``).
+        resize: resize in the DCT domain as the RGB pipeline does (shorter side to ``resize``,
+            then the centre crop of ``size``; :mod:`dctnet.ops.resize`), for every sampling and
+            image size (small images are upscaled by the same operator, so ``small`` does not
+            apply); evaluation only. ``None``: exact block crops of the original.
         out: caller-owned output buffer(s) (e.g. pinned memory), used when shapes match.
 
     ``pipeline(srcs, seed=None)`` gives ``Batch(inputs, errors, paths)``: inputs
@@ -205,7 +209,8 @@ class DCTPipeline(Pipeline):
 
     def __init__(self, layout: DCTLayout, size: int, *, train: bool = False, threads: int | None = None,
                  device: str | torch.device = "cpu", backend: str = "auto",
-                 small: Literal["resize", "error"] = "resize", prepared: tuple[int, int] | None = None):
+                 small: Literal["resize", "error"] = "resize", prepared: tuple[int, int] | None = None,
+                 resize: int | None = None):
         if small not in ("resize", "error"):
             raise ValueError(f"small must be 'resize' or 'error', not {small!r}")
         if train and small == "resize":
@@ -213,16 +218,21 @@ class DCTPipeline(Pipeline):
         self.layout, self.size, self.train = layout, int(size), bool(train)
         self.threads = threads or os.cpu_count() or 1
         self.device = torch.device(device)
-        self.backend, self.small, self.prepared = backend, small, prepared
+        self.backend, self.small, self.prepared, self.resize = backend, small, prepared, resize
+        if resize is not None and (train or prepared is not None):
+            raise ValueError("resize= is the evaluation geometry (centre crop of the resized image); training "
+                             "crops and prepared files do not take it")
         if prepared is not None and (train or prepared[1] != self.size):
             raise ValueError(f"a prepared pipeline evaluates at its crop ({prepared[1]}), not {self.size} / training")
 
     def __repr__(self) -> str:
-        return f"DCTPipeline({self.layout.kind}, bands={self.layout.bands}, size={self.size}, train={self.train})"
+        return (f"DCTPipeline({self.layout.kind}, bands={self.layout.bands}, size={self.size}, resize={self.resize}, "
+                f"train={self.train})")
 
     @property
     def fused(self) -> bool:
-        """Whether files are gathered by the reader's threads (:func:`~dctnet.ops.read_to_tensor`)."""
+        """Whether files go through :func:`~dctnet.ops.read_to_tensor` (gathered by the reader's
+        threads, or read and resized on the CPU)."""
         return self.device.type == "cpu" and self.backend in ("auto", "numba")
 
     def _geometry(self, seed: int | None) -> dict:
@@ -251,6 +261,12 @@ class DCTPipeline(Pipeline):
     # --- the two routes ------------------------------------------------------------------
 
     def _fused(self, srcs: list, seed: int | None, out) -> Batch:
+        if self.resize is not None:
+            x, errs = read_to_tensor(srcs, self.layout, size=self.size, threads=self.threads, out=out,
+                                     on_error="return", resize=self.resize, crop="center")
+            errors = list(errs)
+            return Batch(x if any(e is None for e in errors) else None, errors,
+                         ["dct" if e is None else None for e in errors])
         x, errs = read_to_tensor(srcs, self.layout, size=self.size, threads=self.threads, out=out,
                                  on_error="return", **self._geometry(seed))
         errors: list = list(errs)
@@ -284,7 +300,9 @@ class DCTPipeline(Pipeline):
                 continue
             try:
                 path = "dct"
-                if not self._fits(img):
+                if self.resize is not None:
+                    usable_size(img, self.layout)  # raises for colour spaces no layout takes (CMYK)
+                elif not self._fits(img):
                     if self.small == "error":
                         raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the "
                                                     f"{self.size}x{self.size} crop (prepare the images with "
@@ -301,8 +319,13 @@ class DCTPipeline(Pipeline):
             paths[i] = path
         if not ready:
             return Batch(None, errors, paths)
-        x = to_tensor(ready, self.layout, size=self.size, backend=self.backend, device=self.device,
-                      **self._geometry(seed))
+        if self.resize is not None:  # the resize runs on the CPU (numba); CUDA gets the result
+            x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, crop="center")
+            if self.device.type != "cpu":
+                x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
+        else:
+            x = to_tensor(ready, self.layout, size=self.size, backend=self.backend, device=self.device,
+                          **self._geometry(seed))
         if len(ok) < n:  # one row per source, failed rows zero
             full = tuple(torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for t in _parts(x))
             for part, src in zip(full, _parts(x)):

@@ -53,9 +53,12 @@ def test_onnx_classifier_on_real_photos(files):
 
 
 def test_dct_classifier_paths_and_shapes(dct_classifier, files):
+    """DCT models resize like their RGB twins (issue 14): every file, also the 250x206 one that
+    is smaller than the crop, is resized in the DCT domain (no decode, no re-encode)."""
+    assert dct_classifier.bundle.resize == 256 and dct_classifier.pipeline.resize == 256
     preds = dct_classifier.predict(files, topk=3)
     by_name = {p.source.rsplit("/", 1)[-1]: p for p in preds}
-    assert by_name["n02090721_Irish_wolfhound.JPEG"].path == "dct-resized"  # 250x206 < 224 crop
+    assert by_name["n02090721_Irish_wolfhound.JPEG"].path == "dct"  # 250x206: upscaled by the operator
     assert by_name["n01440764_tench.JPEG"].path == "dct"
     for p in preds:
         assert p.error is None and len(p) == 3 and all(name in LABELS10 for _, name, _ in p)
@@ -70,11 +73,11 @@ def test_dct_classifier_paths_and_shapes(dct_classifier, files):
 
 
 def test_dct_classifier_matches_manual_pipeline(dct_classifier, files):
-    """Classifier = read + centre crop + to_tensor + model, nothing else."""
+    """Classifier = read + DCT-domain resize to 256 + centre crop 224 + model, nothing else."""
     from dctnet.ops import to_tensor
 
     img = dctnet.read_dct(files[0])
-    x = to_tensor([img], dct_classifier.layout, crop="center", size=224, backend="torch")
+    x = to_tensor([img], dct_classifier.layout, crop="center", size=224, resize=256)
     with torch.no_grad():
         expected = dct_classifier.model(x).numpy()
     got = dct_classifier.predict_logits([files[0]])[0]
@@ -96,15 +99,31 @@ def test_dct_classifier_cpu_fused_read_matches_two_step_path(dct_classifier, fil
     assert fused.pipeline.fused and not two_step.pipeline.fused
     la, ea, pa = fused.predict_logits(srcs)
     lb, eb, pb = two_step.predict_logits(srcs)
-    assert pa == pb == ["dct", "dct", "dct-resized", "dct", "dct", None]
+    assert pa == pb == ["dct", "dct", "dct", "dct", "dct", None]
     assert [type(e) for e in ea] == [type(e) for e in eb] and "<bytes #5>" in str(ea[5])
     np.testing.assert_allclose(la[:5], lb[:5], rtol=1e-4, atol=1e-4)
 
 
-def test_small_dctimage_cannot_take_the_fallback(dct_classifier, files):
+def test_small_dctimage_is_resized_like_its_file(dct_classifier, files):
+    small = dctnet.read_dct(files[1])              # 250x206: smaller than the crop
+    from_image = dct_classifier.predict_logits([small])[0]
+    from_file = dct_classifier.predict_logits([files[1]])[0]
+    np.testing.assert_allclose(from_image, from_file, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_crop_pipeline_keeps_the_resize_fallback(dct_classifier, files):
+    """Without resize (exact block crops, e.g. prepared data), images smaller than the crop are
+    decoded, resized and re-encoded (evaluation) or refused (training), and say so."""
+    from dctnet.pipeline import DCTPipeline
+
+    layout = dct_classifier.layout
+    batch = DCTPipeline(layout, 224, threads=2)([files[0], files[1]])
+    assert batch.paths == ["dct", "dct-resized"] and batch.errors == [None, None]
+    train = DCTPipeline(layout, 224, threads=2, train=True)([files[0], files[1]], seed=0)
+    assert train.errors[0] is None and "smaller than the 224x224 crop" in str(train.errors[1])
     small = dctnet.read_dct(files[1])
-    pred = dct_classifier.predict([small])[0]
-    assert pred.error is not None and "smaller than the model's 224x224 crop" in str(pred.error)
+    image = DCTPipeline(layout, 224, threads=2)([small])
+    assert "smaller than the model's 224x224 crop" in str(image.errors[0])
 
 
 def test_bad_files_are_reported_per_item(dct_classifier, files, tmp_path):

@@ -168,3 +168,27 @@ def test_resize_to_tensor_matches_the_rgb_pipeline_on_photos():
         err = np.abs(got - want)
         assert err[0].mean() < 8.0 and np.median(err[0]) < 8.0   # DC: 8x the mean level; rounding ~1 level
         assert np.corrcoef(got[1:10].ravel(), want[1:10].ravel())[0, 1] > 0.995
+
+
+def test_read_to_tensor_with_resize_equals_to_tensor_and_names_bad_files(variants):
+    import torch
+
+    import dctnet
+    from dctnet.ops import DCTLayout, read_to_tensor, to_tensor
+
+    names = ["baseline_444", "baseline_420", "tiny17x9_baseline_422", "gray", "cmyk"]
+    srcs = [str(variants[n]) for n in names] + [b"junk"]
+    layout = DCTLayout("upsampling", 10)
+    x, errors = read_to_tensor(srcs, layout, size=96, resize=112, on_error="return", threads=2,
+                               flip="random", generator=torch.Generator().manual_seed(3))
+    assert [e is None for e in errors] == [True, True, True, True, False, False]
+    assert "cmyk.jpg" in str(errors[4]) and isinstance(errors[4], dctnet.JPEGError)
+    assert errors[5].source == "<bytes #5>" and not x[4:].any()
+    images = dctnet.read_dct_batch(srcs[:4])
+    ref = to_tensor(images, layout, size=96, resize=112, crop="center", flip="random",
+                    generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x[:4], ref)
+    with pytest.raises(dctnet.JPEGError, match="cmyk"):
+        read_to_tensor(srcs[:5], layout, size=96, resize=112)
+    with pytest.raises(ValueError, match="resize= runs on the CPU"):
+        to_tensor(images, layout, size=96, resize=112, backend="torch")

@@ -54,6 +54,10 @@ class ModelBundle:
             ``OnnxDCTModel``).
         prepared: ``(resize, crop)`` when the model is evaluated on files re-encoded as the
             papers prepare them (see :mod:`dctnet.pipeline`), else ``None``.
+        resize: DCT models: the shorter side images are resized to (in the DCT domain) before
+            the centre crop of ``image_size``, as the RGB twin's preprocessing does
+            (``round(image_size * 256 / 224)``: 256 for 224); ``None``: exact block crops of
+            the original.
     """
 
     name: str
@@ -67,6 +71,7 @@ class ModelBundle:
     identity: str
     model: Any = field(repr=False, default=None)
     prepared: tuple[int, int] | None = None
+    resize: int | None = None
 
     @property
     def trained(self) -> bool:
@@ -77,7 +82,7 @@ class ModelBundle:
         """JSON-ready description (results files, `dctnet bench`)."""
         return {"name": self.name, "kind": self.kind, "image_size": self.image_size,
                 "num_classes": self.num_classes, "options": dict(self.options), "weights": self.weights,
-                "identity": self.identity, "prepared": self.prepared,
+                "identity": self.identity, "prepared": self.prepared, "resize": self.resize,
                 "input": self.input.to_dict() if self.input is not None else None}
 
     def pipeline(self, *, train: bool = False, threads: int | None = None, device: str | torch.device = "cpu",
@@ -101,7 +106,7 @@ class ModelBundle:
         if self.kind in ("dct", "onnx-dct"):
             return DCTPipeline(self.input, self.image_size, train=train, threads=threads,
                                device=device if self.kind == "dct" else "cpu", backend=backend, small=small,
-                               prepared=self.prepared)
+                               prepared=self.prepared, resize=None if train else self.resize)
         return RGBPipeline(preprocess or self.input, threads=threads,
                            output="numpy" if self.kind == "onnx" else "torch", path=self.kind,
                            prepared=self.prepared)

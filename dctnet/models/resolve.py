@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from ..imaging import RGBPreprocess
+from ..imaging import RGBPreprocess, resize_for_crop
 from .bundle import ModelBundle
 from .checkpoint import Checkpoint, load_checkpoint, load_weights
 from .onnx import OnnxModel, file_sha256
@@ -51,11 +51,15 @@ def _from_module(net: torch.nn.Module, weights: str | None, options: dict) -> Mo
     num_classes = int(net.fc.out_features) if hasattr(net, "fc") else int(options.get("num_classes", 1000))
     names = getattr(net, "class_names", None)
     digest = file_sha256(weights) if weights is not None and os.path.isfile(weights) else (weights or "untrained")
+    # DCT models see images at the scale of their RGB twins: resized in the DCT domain.
+    resize = resize_for_crop(size[0]) if kind == "dct" else None
+    identity = f"torch:{name}:{digest}:{spec.to_dict() if kind == 'dct' else repr(spec)}"
+    if resize is not None:  # (stored `dctnet eval` results of the exact-crop geometry are not reused)
+        identity += f":resize{resize}"
     return ModelBundle(name=name, kind=kind, input=spec, image_size=size[0], num_classes=num_classes,
                        class_names=tuple(names) if names is not None else None,
                        options=dict(getattr(net, "model_kwargs", None) or options), weights=weights,
-                       # the identity format of stored `dctnet eval` results (keep it stable)
-                       identity=f"torch:{name}:{digest}:{spec.to_dict() if kind == 'dct' else repr(spec)}", model=net)
+                       identity=identity, model=net, resize=resize)
 
 
 def _onnx_bundle(path: str, preprocess: RGBPreprocess | None, threads: int | None) -> ModelBundle:
