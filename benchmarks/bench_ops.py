@@ -12,6 +12,11 @@ Groups (baseline of each marked with ``extra_info["baseline"]``, see benchmarks/
                          read_dct_batch + centre crop 224 + to_tensor, n = 64 and 16; and the
                          same fused: read_to_tensor, each image gathered by the reader thread
                          that decoded it).
+  resize-originals-<threads>t
+                         the 100 original photos as users have them (mostly 4:4:4, ~500x375),
+                         RGB path (baseline, as above) vs read_to_tensor(..., size=224,
+                         resize=256): the same geometry in the DCT domain (issue 14), n = 64
+                         and 16; and the reader alone on the originals (the ceiling).
 
 Timing run, then the README tables (from each benchmark's fastest round; pass ``median`` as a
 second argument for medians):
@@ -124,6 +129,35 @@ def test_input_preparation(benchmark, corpora, path, threads):
     assert result.shape[0] == n and bool(np.isfinite(np.asarray(result[:2])).all())
 
 
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("path", ["rgb", "resize-n64", "resize-n16", "read-only"])
+def test_resize_originals(benchmark, corpora, path, threads):
+    benchmark.group = f"resize-originals-{threads}t"
+    data = corpora["original"]
+    n = len(data)
+    benchmark.extra_info.update(device="cpu", threads=threads, items=n, dtype="float32", path=path,
+                                baseline=path == "rgb")
+    if path == "rgb":
+        prep = RGBPreprocess(resize=256, crop=224)
+        out = np.empty((n, 3, 224, 224), np.float32)
+
+        def run():
+            return prep.batch(data, threads=threads, out=out)[0]
+    elif path == "read-only":
+        def run():
+            images = dctnet.read_dct_batch(data, threads=threads)
+            return torch.from_numpy(np.stack([im.planes[0][:2, :2] for im in images]).astype(np.float32))
+    else:
+        layout = DCTLayout("upsampling", int(path.rsplit("-n", 1)[1]))
+        out = torch.empty(output_shapes(layout, n, 28, 28)[0])
+        read_to_tensor(data[:2], layout, size=224, resize=256, out=out[:2])        # warm-up (numba cache)
+
+        def run():
+            return read_to_tensor(data, layout, size=224, resize=256, out=out, threads=threads)
+    result = benchmark(run)
+    assert result.shape[0] == n and bool(np.isfinite(np.asarray(result[:2])).all())
+
+
 def _ratios(path: str, stat: str = "min") -> None:
     """Print the tables of benchmarks/README.md from a --benchmark-json file.
 
@@ -147,6 +181,17 @@ def _ratios(path: str, stat: str = "min") -> None:
         for p in ("rgb", *paths):
             b = by[(f"input-prep-{t}t", f"test_input_preparation[{p}-{t}]")]
             ips[p] = b["extra_info"]["items"] / b["stats"][stat]
+        print(f"| {t} | {ips['rgb']:.0f} | " + " | ".join(f"{ips[p]:.0f} | {ips[p] / ips['rgb']:.1f}x"
+                                                         for p in paths) + " |")
+    paths = ("resize-n64", "resize-n16", "read-only")
+    if ("resize-originals-1t", "test_resize_originals[rgb-1]") not in by:
+        return
+    print("\n| threads | RGB img/s | " + " | ".join(f"{p} img/s | ratio" for p in paths) + " |\n"
+          + "|---" * (2 + 2 * len(paths)) + "|")
+    for t in (1, 2):
+        ips = {p: by[(f"resize-originals-{t}t", f"test_resize_originals[{p}-{t}]")]["extra_info"]["items"]
+               / by[(f"resize-originals-{t}t", f"test_resize_originals[{p}-{t}]")]["stats"][stat]
+               for p in ("rgb", *paths)}
         print(f"| {t} | {ips['rgb']:.0f} | " + " | ".join(f"{ips[p]:.0f} | {ips[p] / ips['rgb']:.1f}x"
                                                          for p in paths) + " |")
 

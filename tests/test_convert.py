@@ -236,7 +236,11 @@ def test_checkpoint_via_cli_loads_everywhere(tmp_path, prepared):
     assert clf.kind == "dct" and clf.layout == converted_layout(8)
     preds = clf.predict(jpegs[:2], topk=1)
     assert [p.path for p in preds] == ["dct", "dct"]
-    assert [p[0][0] for p in preds] == direct(y8, c8).argmax(1).tolist()
+    # The Classifier resizes like the RGB twin (shorter side 256, centre crop 224) in the DCT domain.
+    assert clf.bundle.resize == 256
+    yr, cr = to_tensor([read_dct(j) for j in jpegs[:2]], converted_layout(8), crop="center", size=224, resize=256)
+    with torch.no_grad():
+        assert [p[0][0] for p in preds] == direct(yr, cr).argmax(1).tolist()
     # Errors name the problem.
     assert main(["convert", "--model", "resnet18", "--weights", str(tmp_path / "missing.pt"), "--out",
                  str(tmp_path / "x.pt")]) == 1
