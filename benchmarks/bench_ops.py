@@ -166,6 +166,12 @@ def _ratios(path: str, stat: str = "min") -> None:
     """
     bench = json.load(open(path))["benchmarks"]
     by = {(b["group"], b["name"]): b for b in bench}
+    if ("ops-to_tensor-64x224-n64-1t", "test_to_tensor_batch64[torch-64-1]") in by:
+        _ops_tables(by, stat)
+    _resize_table(by, stat)
+
+
+def _ops_tables(by: dict, stat: str) -> None:
     print("| bands | threads | torch ms/batch | numba ms/batch | speed-up |\n|---|---|---|---|---|")
     for bands in (64, 16):
         for t in (1, 2):
@@ -183,6 +189,9 @@ def _ratios(path: str, stat: str = "min") -> None:
             ips[p] = b["extra_info"]["items"] / b["stats"][stat]
         print(f"| {t} | {ips['rgb']:.0f} | " + " | ".join(f"{ips[p]:.0f} | {ips[p] / ips['rgb']:.1f}x"
                                                          for p in paths) + " |")
+
+
+def _resize_table(by: dict, stat: str) -> None:
     paths = ("resize-n64", "resize-n16", "read-only")
     if ("resize-originals-1t", "test_resize_originals[rgb-1]") not in by:
         return
