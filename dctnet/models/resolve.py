@@ -85,8 +85,11 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
             layout statistics, input normalisation and class names; one for another model is
             refused. ``None`` (default): the model's registered default weights if it has
             any (``efficientnet_lite0``, ``efficientnet_lite0_dct``; see
-            :func:`~dctnet.models.registry.register_model`), else untrained. ``False``:
-            untrained even when the model has default weights (e.g. to train from scratch).
+            :func:`~dctnet.models.registry.register_model`), else untrained; default weights
+            are skipped (untrained model) when ``num_classes`` asks for another classifier
+            width than theirs, and on the meta device. ``False``: untrained even when the
+            model has default weights (e.g. to train from scratch). ``bundle.trained`` says
+            which happened.
         num_classes: classifier width (default: the weights', else 1000).
         init_from_rgb: DCT models: an RGB ResNet-50's weights to start the shared stages from.
         preprocess: ONNX models: their RGB preprocessing (default: ImageNet's 256/224).
@@ -136,13 +139,11 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
         raise TypeError(f"model must be a registry name, an nn.Module, a ModelBundle or an .onnx path, "
                         f"not {type(model).__name__}")
     default = default_weights(model) if ckpt is None and not untrained else None
-    if default is not None:  # the model's registered default weights (a file or a Checkpoint)
-        ckpt = load_checkpoint(default(**options))
-        weights_name = ckpt.source
-        stored = _num_classes(ckpt, 1000)
-        if num_classes is not None and num_classes != stored:
-            raise ValueError(f"{model}: its default weights ({weights_name}) have {stored} classes, not {num_classes}; "
-                             "pass weights=False for an untrained model with another number of classes")
+    if default is not None and not torch.empty(()).is_meta:  # meta device: shapes only, no weights
+        # The model's registered default weights (a file or a Checkpoint), where they fit.
+        candidate = load_checkpoint(default(**options))
+        if num_classes is None or num_classes == _num_classes(candidate, 1000):
+            ckpt, weights_name = candidate, candidate.source
     if ckpt is not None and ckpt.model is not None and ckpt.model != model:
         raise ValueError(f"{ckpt.source}: checkpoint is for model {ckpt.model!r}, not {model!r}")
     if ckpt is not None and ckpt.model == model:
