@@ -7,12 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from jpeg_fixtures import CLASSES_TSV, SHARED, sample_photos
+from jpeg_fixtures import CLASSES_TSV, SHARED, read_pnm, run_tool, sample_photos
+from dctnet import read_dct
 from dctnet.classify import Classifier
 from dctnet.data.datasets import synset_of_path
-from dctnet.models import count_params, create_model, default_weights, resolve
+from dctnet.imaging import decode_rgb, prepare_jpeg
+from dctnet.models import (count_params, create_model, default_weights, from_rgb, load_model, model_complexity, resolve,
+                           save_checkpoint, stem_macs)
 from dctnet.models import efficientnet as effnet
-from dctnet.models.efficientnet import LITE0_SHA256, Conv2dSame, EfficientNetLite, same_padding
+from dctnet.models.convert import ConvertedFirstLayer, conv_geometry
+from dctnet.models.decode_path import DCTFrontEnd, converted_layout
+from dctnet.models.efficientnet import LITE0_SHA256, LITE_MEAN, LITE_STD, Conv2dSame, EfficientNetLite, same_padding
+from dctnet.ops import to_tensor
 
 EFFNET_ONNX = SHARED / "models" / "efficientnet-lite0-fp32.onnx"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])[None, :, None, None]
@@ -147,3 +153,178 @@ def test_classifier_accuracy_on_the_sample(all_photos_logits):
     assert clf.kind == "rgb" and clf.trained and clf.name == "efficientnet_lite0"
     correct = int((logits.argmax(1) == _labels(sample_photos())).sum())
     assert correct == 89                                          # the ONNX reference's 89 / 100
+
+
+# --- exact conversion to DCT input: efficientnet_lite0_dct --------------------------------------
+
+# The spread of test_convert.py: 4:4:4, 4:2:0 and grayscale sources.
+PHOTOS = [0, 11, 23, 37, 52, 64, 81, 95]
+
+
+@pytest.fixture(scope="module")
+def prepared_all():
+    """All 100 photos prepared as the papers do (shorter side 256, 224 crop on 16-pixel
+    boundaries, re-encoded 4:2:0): ``(jpeg bytes list, y, cbcr)`` at n = 64."""
+    photos = sample_photos()
+    jpegs = [prepare_jpeg(p.read_bytes(), name=str(p)) for p in photos]
+    y, cbcr = to_tensor([read_dct(j) for j in jpegs], converted_layout(64), backend="torch")
+    return jpegs, y, cbcr
+
+
+def _lite_input(pixels: np.ndarray) -> torch.Tensor:
+    """float64 RGB levels (N, 3, H, W) -> the network's input (pixel - 127) / 128, float32."""
+    return torch.from_numpy((pixels - 127.0) / 128.0).float()
+
+
+def _libjpeg_pixels(jpegs) -> np.ndarray:
+    return np.stack([decode_rgb(j) for j in jpegs]).transpose(0, 3, 1, 2).astype(np.float64)
+
+
+@pytest.mark.parametrize("bands,grid", [(64, (6, 10)), (10, (4, 4)), ([[0, 1, 8, 9, 2], [0, 1, 8], [0, 9]], (2, 6))])
+def test_first_layer_equals_bn0_conv_stem_of_the_decode(rgb_bundle, bands, grid):
+    rgb = rgb_bundle.model.eval()
+    conv, bn = rgb.first_layer()
+    assert conv_geometry(conv) == ((3, 3), 2, (0, 1, 0, 1))        # TF "SAME": the extra row/column at the end
+    layout = converted_layout(bands)
+    ny, ncb, ncr = layout.channels_per_component
+    hb, wb = grid
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2, ny, hb, wb, generator=g) * 80
+    cbcr = torch.randn(2, ncb + ncr, hb // 2, wb // 2, generator=g) * 60
+    layer = ConvertedFirstLayer(layout, 32, 3, 2, (0, 1, 0, 1)).fill_from(conv, bn, LITE_MEAN, LITE_STD)
+    assert layer.conv_y.weight.shape == (512, ny, 2, 2)             # block and next block, 4x4 outputs each
+    with torch.no_grad():
+        ref = bn(conv(DCTFrontEnd(layout, LITE_MEAN, LITE_STD)(y, cbcr)))
+        got = layer(y, cbcr)
+    assert got.shape == (2, 32, 4 * hb, 4 * wb)
+    torch.testing.assert_close(got, ref, atol=2e-5 * ref.abs().max().item(), rtol=0)
+
+
+def test_converted_lite0_matches_rgb_on_libjpeg_decode(rgb_bundle, prepared_all):
+    """The spread of photos, as test_convert.py does for ResNet-50."""
+    jpegs, y, cbcr = prepared_all
+    jpegs, y, cbcr = [jpegs[i] for i in PHOTOS], y[PHOTOS], cbcr[PHOTOS]
+    rgb = rgb_bundle.model.eval()
+    dct = resolve("efficientnet_lite0_dct", bands=64).model.eval()
+    fe = DCTFrontEnd(converted_layout(64))
+    float_pixels = fe.pixels(y.double(), cbcr.double())
+    fe.clamp = "clamp"
+    clamped_pixels = fe.pixels(y.double(), cbcr.double())
+    fe.clamp = "round"
+    rounded_pixels = fe.pixels(y.double(), cbcr.double())
+    djpeg_float = np.stack([read_pnm(run_tool("djpeg", "-dct", "float", stdin=j)) for j in jpegs])
+    inputs = torch.cat([_lite_input(float_pixels.numpy()), _lite_input(clamped_pixels.numpy()),
+                        _lite_input(rounded_pixels.numpy()), _lite_input(_libjpeg_pixels(jpegs)),
+                        _lite_input(djpeg_float.transpose(0, 3, 1, 2) * 1.0)])
+    with torch.no_grad():
+        got = dct(y, cbcr)
+        exact, clamped, rounded, on_libjpeg, on_float_idct = rgb(inputs).split(len(jpegs))
+    scale = on_libjpeg.abs().max().item()
+    # The decode path's linear map folded into the stem: the RGB network's logits on the
+    # unclamped float decode, up to float32 rounding (measured 5e-6).
+    torch.testing.assert_close(got, exact, atol=1e-4 * scale, rtol=0)
+    # Against libjpeg-turbo's integer decode only the clamps and the integer rounding differ.
+    # EfficientNet-Lite0 reacts to the rounding far more than ResNet-50 (measured: rounding
+    # our float decode's stages to integers moves its logits by 0.54 on this spread, libjpeg's
+    # choice of IDCT by 0.08), so the tolerance has the clamp's effect, the rounding's effect
+    # and twice that of libjpeg's own IDCT choice (islow vs float, both rounded).
+    clamp_effect = (clamped - exact).abs().max().item()
+    rounding_effect = (rounded - clamped).abs().max().item()
+    idct_effect = (on_float_idct - on_libjpeg).abs().max().item()
+    deviation = (got - on_libjpeg).abs().max().item()
+    assert deviation <= clamp_effect + rounding_effect + 2 * idct_effect + 1e-4 * scale
+    assert (rounded - on_libjpeg).abs().max().item() <= 2 * idct_effect   # the "round" mode models the decoder
+    assert (got.argmax(1) == on_libjpeg.argmax(1)).all()
+
+
+def test_converted_lite0_on_all_photos(rgb_bundle, prepared_all):
+    """All 100 prepared photos: the converted model's top-1 is the RGB model's on the same
+    decode, and its accuracy the RGB model's on the prepared files."""
+    jpegs, y, cbcr = prepared_all
+    rgb = rgb_bundle.model.eval()
+    dct = resolve("efficientnet_lite0_dct").model.eval()            # bands=64 by default
+    clamped = DCTFrontEnd(converted_layout(64), clamp="clamp").pixels(y.double(), cbcr.double()).numpy()
+    with torch.no_grad():
+        got = torch.cat([dct(y[i:i + 50], cbcr[i:i + 50]) for i in range(0, 100, 50)])
+        on_clamped = torch.cat([rgb(_lite_input(clamped[i:i + 50])) for i in range(0, 100, 50)])
+        on_libjpeg = torch.cat([rgb(_lite_input(_libjpeg_pixels(jpegs[i:i + 50]))) for i in range(0, 100, 50)])
+    assert (got.argmax(1) == on_clamped.argmax(1)).all()
+    # libjpeg's integer rounding moves near-ties: measured 98 / 100 (two photos whose top-2
+    # logits are 0.37 and 0.006 apart).
+    assert (got.argmax(1) == on_libjpeg.argmax(1)).float().mean().item() >= 0.97
+    labels = _labels(sample_photos())
+    correct = int((got.argmax(1).numpy() == labels).sum())
+    assert correct == int((on_libjpeg.argmax(1).numpy() == labels).sum()) == 88
+
+
+def test_converted_weights_by_name_and_cache(rgb_bundle, prepared_all, tmp_path):
+    from dctnet.models.convert import efficientnet_lite0_dct_weights
+
+    b8 = resolve("efficientnet_lite0_dct", bands=8)
+    assert b8.kind == "dct" and b8.trained and b8.weights == rgb_bundle.weights
+    assert b8.input == converted_layout(8) and b8.options["bands"] == 8
+    assert LITE0_SHA256 in b8.identity and b8.identity not in (rgb_bundle.identity,
+                                                                resolve("efficientnet_lite0_dct").identity)
+    assert efficientnet_lite0_dct_weights(bands=8) is efficientnet_lite0_dct_weights(bands=8)   # cached per n
+    assert b8.model.stem_conv.conv_y.in_channels == 8 and b8.model.stem_conv.deconv_c.in_channels == 16
+    untrained = resolve("efficientnet_lite0_dct", bands=8, weights=False)
+    assert not untrained.trained
+    assert not torch.equal(untrained.model.stem_conv.conv_y.weight, b8.model.stem_conv.conv_y.weight)
+    # The converted weights equal from_rgb of the pretrained network, and survive a checkpoint.
+    direct = from_rgb(rgb_bundle.model.eval(), 8)
+    jpegs = prepared_all[0][:2]
+    y8, c8 = to_tensor([read_dct(j) for j in jpegs], converted_layout(8))
+    path = tmp_path / "lite0_dct8.pt"
+    save_checkpoint(path, b8.model)
+    loaded = load_model(path)
+    assert loaded.model_name == "efficientnet_lite0_dct" and loaded.layout == converted_layout(8)
+    with torch.no_grad():
+        ref = direct(y8, c8)
+        torch.testing.assert_close(b8.model.eval()(y8, c8), ref)
+        torch.testing.assert_close(loaded.eval()(y8, c8), ref)
+
+
+def test_classifier_takes_the_converted_model_by_name(prepared_all):
+    jpegs = prepared_all[0][:3]
+    clf = Classifier("efficientnet_lite0_dct", bands=16, batch_size=2, threads=2)
+    assert clf.kind == "dct" and clf.trained and clf.layout == converted_layout(16)
+    preds = clf.predict(jpegs, topk=1)
+    y, c = to_tensor([read_dct(j) for j in jpegs], converted_layout(16))
+    with torch.no_grad():
+        ref = resolve("efficientnet_lite0_dct", bands=16).model.eval()(y, c)
+    assert [p.path for p in preds] == ["dct"] * 3
+    assert [p[0][0] for p in preds] == ref.argmax(1).tolist()
+
+
+def test_converted_stem_macs_per_bands():
+    geometry = {"out_channels": 32, "kernel_size": 3, "stride": 2, "padding": (0, 1, 0, 1)}
+    rgb = model_complexity("efficientnet_lite0")
+    assert rgb.params == 4_652_008 and round(rgb.gmacs, 3) == 0.385
+    rest = rgb.macs - stem_macs(64, **geometry)["rgb_conv1"]
+    assert stem_macs(64, **geometry)["rgb_conv1"] == 32 * 3 * 9 * 112 * 112
+    counted = {}
+    # (n = 1 is left out: torch runs the border samples' one-term einsum as a product, which
+    # the FLOP counter does not see.)
+    for n in (64, 32, 16, 8, 2):
+        c = model_complexity("efficientnet_lite0_dct", bands=n)
+        assert c.input_shapes == ((n, 28, 28), (2 * n, 14, 14))
+        macs = stem_macs(n, **geometry)
+        assert macs["conv_y"] == n * 4 * 512 * 28 * 28 and macs["deconv_c"] == 2 * n * 16 * 512 * 14 * 14
+        assert c.macs == rest + macs["total"]                        # hand formula == torch's count
+        counted[n] = c.macs
+    assert counted[64] > counted[32] > counted[16] > counted[8] > counted[2]
+
+
+def test_bad_conversions_raise(rgb_bundle):
+    with pytest.raises(ValueError, match="already a DCT model"):
+        from_rgb(resolve("efficientnet_lite0_dct", bands=4, weights=False).model)
+    dct = from_rgb(rgb_bundle.model, 4)
+    with pytest.raises(ValueError, match="already replaced"):
+        dct.first_layer()
+    with pytest.raises(ValueError, match="one input"):
+        rgb_bundle.model(torch.zeros(1, 4, 1, 1), torch.zeros(1, 8, 1, 1))
+    with pytest.raises(ValueError, match="late_concat"):
+        dct(torch.zeros(1, 4, 28, 28), torch.zeros(1, 4, 14, 14))
+    with pytest.raises(ValueError, match=r"3x3 stride-2 convolution with padding .* \(0, 1, 0, 1\)"):
+        ConvertedFirstLayer(converted_layout(4), 32, 3, 2, (0, 1, 0, 1)).fill_from(
+            torch.nn.Conv2d(3, 32, 3, 2, 1), None, LITE_MEAN, LITE_STD)
