@@ -67,7 +67,8 @@ def test_structure_and_parameter_count():
     assert model.layout is None and model.class_names is None
     cfg = model.input_config
     assert cfg.image_size == (224, 224) and cfg.input_shapes == ((3, 224, 224),)
-    np.testing.assert_allclose(cfg.mean, [127 / 255] * 3) and np.testing.assert_allclose(cfg.std, [128 / 255] * 3)
+    np.testing.assert_allclose(cfg.mean, [127 / 255] * 3)
+    np.testing.assert_allclose(cfg.std, [128 / 255] * 3)
     x = torch.randn(2, 3, 100, 75)                               # any size: "SAME" padding, ceil division
     model.eval()
     with torch.no_grad():

@@ -19,8 +19,8 @@ from .decode_path import DCTFrontEnd, converted_layout
 from .convert import from_rgb, stem_macs
 from .flops import CONVENTION, Complexity, count_macs, count_params, model_complexity
 
-__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTFrontEnd", "DCTResNet", "EfficientNetLite", "InputConfig", "ModelBundle",
-           "OnnxModel", "ResNet", "converted_layout", "count_macs", "count_params", "create_model", "default_weights", "from_rgb",
-           "init_from_rgb", "is_model", "list_models", "load_checkpoint", "load_model", "load_weights",
-           "model_builder", "model_complexity", "read_state_dict", "register_model", "resolve", "save_checkpoint",
-           "stem_macs"]
+__all__ = ["CONVENTION", "Checkpoint", "Complexity", "DCTFrontEnd", "DCTResNet", "EfficientNetLite", "InputConfig",
+           "ModelBundle", "OnnxModel", "ResNet", "converted_layout", "count_macs", "count_params", "create_model",
+           "default_weights", "from_rgb", "init_from_rgb", "is_model", "list_models", "load_checkpoint", "load_model",
+           "load_weights", "model_builder", "model_complexity", "read_state_dict", "register_model", "resolve",
+           "save_checkpoint", "stem_macs"]

