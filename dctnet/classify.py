@@ -77,9 +77,11 @@ class Classifier:
         model: a registry name (``dctnet.models.list_models()``), a model built by
             ``dctnet.models.create_model``, a :class:`~dctnet.models.ModelBundle`, or the path of
             an ``.onnx`` classifier (see :func:`dctnet.models.resolve`).
-        weights: local weights for a registry name (state dict or dctnet checkpoint). A DCT
-            model without weights is untrained: ``trained`` is then False and its
-            predictions mean nothing (``dctnet predict`` says so).
+        weights: local weights for a registry name (state dict or dctnet checkpoint);
+            ``None``: the model's default weights if it has any (``efficientnet_lite0``,
+            ``efficientnet_lite0_dct``), ``False``: none. A model without weights is
+            untrained: ``trained`` is then False and its predictions mean nothing
+            (``dctnet predict`` says so).
         device: ``"cpu"`` or ``"cuda"`` (torch models).
         dtype: ``torch.float32``, ``torch.float16`` or ``torch.bfloat16`` for the model.
         batch_size: images per forward pass.
@@ -90,6 +92,9 @@ class Classifier:
             where files are read with ``read_to_tensor``; ``"numba"`` likewise).
         preprocess: RGB models and ONNX: a :class:`~dctnet.imaging.RGBPreprocess` to use
             instead of the default.
+        **options: builder options for a registry name, passed to
+            :func:`~dctnet.models.resolve` (e.g. ``Classifier("efficientnet_lite0_dct",
+            bands=16)``).
 
     Attributes: ``bundle``, ``pipeline``, ``model``, ``kind`` (``"dct"``, ``"rgb"``,
     ``"onnx"``, ``"onnx-dct"``), ``name``, ``num_classes``, ``class_names``, ``image_size``, ``layout`` (DCT)
@@ -98,7 +103,7 @@ class Classifier:
 
     def __init__(self, model, *, weights=None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  batch_size: int = 64, compile: bool = False, labels=None, threads: int | None = None,
-                 backend: str = "auto", preprocess: RGBPreprocess | None = None):
+                 backend: str = "auto", preprocess: RGBPreprocess | None = None, **options):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -113,7 +118,7 @@ class Classifier:
         self.backend = backend
         onnx_path = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
         self.bundle = resolve(model, weights=weights, preprocess=preprocess if onnx_path else None,
-                              threads=self.threads)
+                              threads=self.threads, **options)
         bundle = self.bundle
         is_onnx = bundle.kind in ("onnx", "onnx-dct")
         if is_onnx and (self.device.type != "cpu" or dtype != torch.float32 or compile):

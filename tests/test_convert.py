@@ -276,3 +276,44 @@ def test_eval_gains_converted_rows(tmp_path):
         assert name in text
     assert main(["eval", str(sample_photos()[0].parent), "--limit", "1", "--onnx-dct", f"{ONNX_MODEL}",
                  "--out", str(tmp_path / "bad")]) == 1
+
+
+# --- any first convolution (issue 15) ----------------------------------------------------
+
+def _first_convs():
+    from dctnet.models.efficientnet import Conv2dSame
+    return [Conv2dSame(3, 8, 3, stride=2), Conv2dSame(3, 8, 5, stride=2), Conv2dSame(3, 8, 3, stride=1),
+            torch.nn.Conv2d(3, 8, 4, 4, 0), torch.nn.Conv2d(3, 8, 8, 8, 0), torch.nn.Conv2d(3, 8, 1, 2, 0),
+            torch.nn.Conv2d(3, 8, 11, 4, 5), torch.nn.Conv2d(3, 8, (3, 5), 2, (1, 2)),
+            torch.nn.Conv2d(3, 8, 9, 1, "same"), torch.nn.Conv2d(3, 8, 15, 2, 7)]
+
+
+@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("bands,grid", [(64, (4, 6)), (6, (2, 2))])
+def test_any_first_convolution_converts_exactly(index, bands, grid):
+    from dctnet.models.convert import conv_geometry
+
+    torch.manual_seed(index)
+    conv = _first_convs()[index]
+    bn = torch.nn.BatchNorm2d(8, eps=1e-3).eval()
+    bn.running_mean.normal_(0, 0.2)
+    bn.running_var.uniform_(0.5, 2.0)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)
+    layout = converted_layout(bands)
+    ny, ncb, ncr = layout.channels_per_component
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2, ny, *grid, generator=g) * 80
+    cbcr = torch.randn(2, ncb + ncr, grid[0] // 2, grid[1] // 2, generator=g) * 60
+    kernel, stride, padding = conv_geometry(conv)
+    layer = ConvertedFirstLayer(layout, 8, kernel, stride, padding).fill_from(conv, bn, mean, std)
+    with torch.no_grad():
+        ref = bn(conv(DCTFrontEnd(layout, mean, std)(y, cbcr)))
+        got = layer(y, cbcr)
+    assert got.shape == ref.shape == (2, 8, 8 * grid[0] // stride, 8 * grid[1] // stride)
+    torch.testing.assert_close(got, ref, atol=2e-5 * ref.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 3, 1), (7, 2, 8), (7, 2, 2), (3, 2, (2, 2, 1, 1))])
+def test_unconvertible_geometries_raise(kernel, stride, padding):
+    with pytest.raises(ValueError, match="cannot convert"):
+        ConvertedFirstLayer(converted_layout(4), 8, kernel, stride, padding)

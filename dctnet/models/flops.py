@@ -65,10 +65,12 @@ def count_params(model: torch.nn.Module) -> int:
 def model_complexity(name: str, image_size: int | tuple[int, int] = 224, **kwargs) -> Complexity:
     """GMACs and parameters of registered model ``name`` for one ``image_size`` image.
 
-    The model is built on the meta device (no memory, no compute); ``kwargs`` go to
-    ``create_model`` (e.g. ``num_classes``, ``stride_in_1x1``).
+    The model is built on the meta device (no memory, no compute) and untrained (default
+    weights are not loaded); ``kwargs`` go to ``create_model`` (e.g. ``num_classes``,
+    ``stride_in_1x1``, ``bands``).
     """
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    kwargs.setdefault("weights", False)
     with torch.device("meta"):
         model = create_model(name, **kwargs).eval()
         shapes = model.input_config.shapes_at(h, w)

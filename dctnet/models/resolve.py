@@ -20,7 +20,7 @@ from .bundle import ModelBundle
 from .checkpoint import Checkpoint, load_checkpoint, load_weights
 from .onnx import OnnxModel, file_sha256
 from .onnx_frontend import onnx_frontend_bundle
-from .registry import model_builder
+from .registry import default_weights, model_builder
 from .resnet_dct import init_from_rgb as copy_rgb_stages
 
 __all__ = ["create_model", "load_model", "resolve"]
@@ -31,8 +31,10 @@ ONNX_FRONTEND_OPTIONS = ("bands", "mode", "clamp", "mean", "std", "resize", "cro
 
 
 def _num_classes(ckpt: Checkpoint | None, default: int) -> int:
-    """The classifier width stored in weights (``fc.weight``), else ``default``."""
-    fc = ckpt.state_dict.get("fc.weight") if ckpt is not None else None
+    """The classifier width stored in weights (``fc.weight``, or ``_fc.weight`` for
+    EfficientNets), else ``default``."""
+    sd = ckpt.state_dict if ckpt is not None else {}
+    fc = sd.get("fc.weight", sd.get("_fc.weight"))
     return int(fc.shape[0]) if fc is not None else default
 
 
@@ -85,7 +87,13 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
             checkpoint or a plain state dict, loaded with ``strict=True``. A checkpoint
             supplies its builder options (where not given here), its number of classes, its
             layout statistics, input normalisation and class names; one for another model is
-            refused.
+            refused. ``None`` (default): the model's registered default weights if it has
+            any (``efficientnet_lite0``, ``efficientnet_lite0_dct``; see
+            :func:`~dctnet.models.registry.register_model`), else untrained; default weights
+            are skipped (untrained model) when ``num_classes`` asks for another classifier
+            width than theirs, and on the meta device. ``False``: untrained even when the
+            model has default weights (e.g. to train from scratch). ``bundle.trained`` says
+            which happened.
         num_classes: classifier width (default: the weights', else 1000).
         init_from_rgb: DCT models: an RGB ResNet-50's weights to start the shared stages from.
         preprocess: ONNX models: their RGB preprocessing (default: ImageNet's 256/224).
@@ -100,6 +108,12 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
     """
     if isinstance(model, ModelBundle):
         return model
+    if weights is not None and not isinstance(weights, (str, os.PathLike, dict, Checkpoint)):
+        if weights is not False:
+            raise TypeError(f"weights must be a path, a Checkpoint, None (default weights) or False (untrained), "
+                            f"not {weights!r}")
+    untrained = weights is False
+    weights = None if untrained else weights
     options = {k: v for k, v in options.items() if v is not None}
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
         path = os.fspath(model)
@@ -120,12 +134,20 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
             load_weights(model, ckpt)
         return _from_module(model, weights_name, options)
     if model is None:
+        if untrained:
+            raise ValueError("weights=False needs a model name")
         if ckpt is None or ckpt.model is None:
             raise ValueError("give a model name (a plain state dict does not name its model)")
         model = ckpt.model
     if not isinstance(model, str):
         raise TypeError(f"model must be a registry name, an nn.Module, a ModelBundle or an .onnx path, "
                         f"not {type(model).__name__}")
+    default = default_weights(model) if ckpt is None and not untrained else None
+    if default is not None and not torch.empty(()).is_meta:  # meta device: shapes only, no weights
+        # The model's registered default weights (a file or a Checkpoint), where they fit.
+        candidate = load_checkpoint(default(**options))
+        if num_classes is None or num_classes == _num_classes(candidate, 1000):
+            ckpt, weights_name = candidate, candidate.source
     if ckpt is not None and ckpt.model is not None and ckpt.model != model:
         raise ValueError(f"{ckpt.source}: checkpoint is for model {ckpt.model!r}, not {model!r}")
     if ckpt is not None and ckpt.model == model:
@@ -150,8 +172,8 @@ def create_model(name: str, *, num_classes: int = 1000, weights=None, init_from_
     Args:
         name: a name from ``list_models()``.
         num_classes: size of the classifier output (weights that say otherwise are refused).
-        weights: ``None`` or a local file: plain state dict or dctnet checkpoint (see
-            :func:`resolve`).
+        weights: ``None`` (the model's default weights, if registered), ``False``
+            (untrained) or a local file: plain state dict or dctnet checkpoint (see :func:`resolve`).
         init_from_rgb: DCT models only: an RGB ResNet-50 state dict / checkpoint whose stages
             the DCT model shares are copied in.
         **kwargs: builder options (``stride_in_1x1``, ``bands``, ...); ``None`` values dropped.
