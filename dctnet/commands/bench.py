@@ -96,7 +96,7 @@ def _flops_run(args: argparse.Namespace) -> int:
 def _throughput_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="registered model names, or onnx:PATH (default: resnet50 resnet50_dct resnet50_dct_fbs16 "
-                        "and the shared ONNX MobileNetV2 when found)")
+                        "and the shared fp32 ONNX EfficientNet-Lite0 when found)")
     p.add_argument("--data", metavar="DIR", help="JPEG folder to read (default: the shared ImageNet sample)")
     p.add_argument("-b", "--batch", type=int, nargs="+", default=[1, 16], metavar="N", help="batch sizes (default 1 16)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -121,7 +121,7 @@ def _throughput_run(args: argparse.Namespace) -> int:
     models = list(args.models)
     if not models:
         models = ["resnet50", "resnet50_dct", "resnet50_dct_fbs16"]
-        onnx = shared_dir() / "models" / "mobilenetv2-12-int8.onnx"
+        onnx = shared_dir() / "models" / "efficientnet-lite0-fp32.onnx"   # the CPU-independent reference
         if onnx.is_file():
             models.append(f"onnx:{onnx}")
     data = args.data or str(shared_dir() / "data" / "imagenet-sample")
