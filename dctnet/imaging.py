@@ -11,8 +11,11 @@ set, the Classifier's fallback for images smaller than the crop) calls these fun
   as the coefficient reader, so a tiny file claiming 65500x65500 is refused before anything
   image-sized is allocated.
 * :func:`encode_jpeg`: libjpeg-turbo through PyTurboJPEG (one handle per thread: handles are
-  not thread-safe), IJG quality scaling of the standard tables, no Huffman optimisation,
-  baseline.
+  not thread-safe) with the settings of cjpeg, Pillow and the studies dctnet reproduces: the
+  accurate integer forward DCT (islow; TurboJPEG's default is the fast one), the standard
+  tables scaled by IJG quality, no Huffman optimisation, baseline. Byte-identical to
+  ``cjpeg -quality Q -sample 2x2 -dct int -baseline`` from the same pixels (tested);
+  :data:`ENCODER` records these settings.
 * :func:`resize_shorter` / :func:`center_crop` / :func:`resize_for_crop`: the ImageNet
   evaluation geometry (torchvision's ``Resize(256)`` + ``CenterCrop(224)``) written without
   torchvision: Pillow ``BILINEAR`` (antialiased when downscaling), new size
@@ -33,12 +36,13 @@ from typing import Literal, Sequence
 import numpy as np
 import simplejpeg
 from PIL import Image
-from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY, TurboJPEG
+from turbojpeg import (TJFLAG_ACCURATEDCT, TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY,
+                       TurboJPEG)
 
 from .codec import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS, JPEGError,
                     JPEGHeader, JPEGSource, read_header, read_source)
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_decode_limits", "decode_rgb",
+__all__ = ["ENCODER", "IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_decode_limits", "decode_rgb",
            "encode_jpeg",
            "prepare_jpeg", "read_bytes", "reencode_quality", "resize_for_crop", "resize_shorter"]
 
@@ -135,7 +139,14 @@ def _turbo():
     return tj
 
 
-def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = "420") -> bytes:
+#: What :func:`encode_jpeg` does, recorded with results that depend on it (`dctnet eval`).
+ENCODER = {"library": "libjpeg-turbo (TurboJPEG API via PyTurboJPEG)", "dct": "islow (accurate integer)",
+           "tables": "ITU-T T.81 Annex K scaled by IJG quality", "huffman": "standard tables (not optimised)",
+           "mode": "baseline sequential", "reference": "cjpeg -quality Q -sample 2x2 -dct int -baseline"}
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = "420",
+                dct: Literal["islow", "fast"] = "islow") -> bytes:
     """Encode pixels as a baseline JPEG with libjpeg-turbo.
 
     Args:
@@ -144,11 +155,15 @@ def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = 
         quality: IJG quality 1..100 (the standard Annex K tables scaled by it).
         subsampling: chroma sampling of a colour image (``"444"``, ``"422"``, ``"420"``), or
             ``"gray"`` for a one-component file.
+        dct: the forward DCT: ``"islow"`` (accurate integer, cjpeg's and Pillow's default) or
+            ``"fast"`` (TurboJPEG's default, IFAST: slightly different files).
 
     Returns:
-        The JPEG's bytes (libjpeg-turbo's TurboJPEG defaults otherwise: its default forward
-        DCT, no Huffman optimisation, no restart markers).
+        The JPEG's bytes (baseline, standard Huffman tables, no restart markers; see :data:`ENCODER`).
     """
+    if dct not in ("islow", "fast"):
+        raise ValueError(f"dct must be 'islow' or 'fast', not {dct!r}")
+    flags = TJFLAG_ACCURATEDCT if dct == "islow" else 0
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be 1..100, not {quality}")
     pixels = np.ascontiguousarray(pixels)
@@ -159,13 +174,14 @@ def encode_jpeg(pixels: np.ndarray, quality: int, *, subsampling: Subsampling = 
             pixels = pixels[:, :, None]
         if pixels.ndim != 3 or pixels.shape[2] != 1:
             raise ValueError(f"gray pixels must be (H, W) or (H, W, 1), not {pixels.shape}")
-        return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_GRAY, jpeg_subsample=TJSAMP_GRAY)
+        return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_GRAY, jpeg_subsample=TJSAMP_GRAY,
+                               flags=flags)
     samp = {"444": TJSAMP_444, "422": TJSAMP_422, "420": TJSAMP_420}.get(subsampling)
     if samp is None:
         raise ValueError(f"subsampling must be '444', '422', '420' or 'gray', not {subsampling!r}")
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"RGB pixels must be (H, W, 3), not {pixels.shape}")
-    return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_RGB, jpeg_subsample=samp)
+    return _turbo().encode(pixels, quality=int(quality), pixel_format=TJPF_RGB, jpeg_subsample=samp, flags=flags)
 
 
 def reencode_quality(estimated: float | None, default: int = 95) -> int:

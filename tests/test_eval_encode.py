@@ -65,3 +65,35 @@ def test_original_is_passed_through_and_settings_round_trip(original):
 def test_bad_original_names_the_file():
     with pytest.raises(dctnet.JPEGError, match="broken.jpg"):
         encode_setting(b"\xff\xd8\xff\xe0garbage", Setting(50), name="broken.jpg")
+
+
+@pytest.mark.parametrize("index", [0, 3, 7])
+def test_reencoding_is_byte_identical_to_cjpeg(photos, tmp_path, index):
+    """Faithful settings: the accurate forward DCT, standard tables scaled by QF, 4:2:0,
+    standard Huffman tables, baseline: cjpeg's file from the same pixels, at every QF."""
+    from dctnet.data.encode import DEFAULT_QFS, Setting, encode_setting
+    from jpeg_fixtures import run_tool, write_ppm
+
+    original = photos[index].read_bytes()
+    pixels = decode_rgb(original)
+    ppm = write_ppm(tmp_path / "src.ppm", pixels)
+    for qf in DEFAULT_QFS:
+        ours = encode_setting(original, Setting(qf), original_rgb=pixels)
+        theirs = run_tool("cjpeg", "-quality", str(qf), "-sample", "2x2", "-dct", "int", "-baseline", str(ppm))
+        assert ours == theirs, qf
+
+
+def test_results_of_another_encoder_are_refused(tmp_path):
+    from dctnet.evaluate.store import ResultStore, StaleResultsError
+    from dctnet.imaging import ENCODER
+
+    with ResultStore(tmp_path / "r.sqlite") as store:   # a 0.1 database: versions, no encoder recorded
+        store.add_versions([("a.jpg", "qf50", 10, 8, 8, 30.0, 0.9, None)])
+        store.commit()
+        with pytest.raises(StaleResultsError, match="unrecorded encoder settings"):
+            store.register_encoder(ENCODER)
+    with ResultStore(tmp_path / "new.sqlite") as store:
+        store.register_encoder(ENCODER)
+        store.register_encoder(ENCODER)                  # the same settings: fine
+        with pytest.raises(StaleResultsError, match="other encoder settings"):
+            store.register_encoder({**ENCODER, "dct": "fast"})

@@ -5,8 +5,9 @@ A :class:`Setting` is one version of every image:
 * ``original``: the file's bytes as they are;
 * ``qf<Q>``: the original decoded (libjpeg-turbo, islow IDCT, fancy upsampling, see
   :func:`dctnet.imaging.decode_rgb`) and re-encoded by libjpeg-turbo (PyTurboJPEG) at IJG
-  quality ``Q`` with the standard (Annex K) tables scaled by ``Q``, 4:2:0 sampling,
-  no Huffman optimisation, baseline;
+  quality ``Q`` with the standard (Annex K) tables scaled by ``Q``, 4:2:0 sampling, the
+  accurate (islow) forward DCT, no Huffman optimisation, baseline: byte-identical to
+  ``cjpeg -quality Q -sample 2x2 -dct int -baseline`` (:data:`dctnet.imaging.ENCODER`);
 * ``gray-qf<Q>``: the luma plane only (the decoder's own YCbCr->gray, i.e. Y), encoded as
   a one-component JPEG at ``Q``;
 * ``down<F>-qf<Q>`` (and ``gray-down<F>-qf<Q>``): the decoded image reduced by ``F`` in

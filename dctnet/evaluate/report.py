@@ -1,9 +1,10 @@
 """The results folder of `dctnet eval`: summary.json, CSV, Markdown, confusion matrix, plots.
 
-``summary.json`` (schema version 1; other tools read it, so keys are only ever added)::
+``summary.json`` (schema version 2; other tools read it, so keys are only ever added)::
 
     {
-      "schema": "dctnet-eval/1",
+      "schema": "dctnet-eval/2",
+      "encoder": {...},                 # how the versions were encoded (dctnet.imaging.ENCODER)
       "dataset": {"root": str, "layout": str, "classes": str, "images": int},
       "settings": {SETTING: {            # model-independent, over images whose version exists
           "count": int, "mean_bytes": float, "bpp": float, "cr": float,
@@ -57,12 +58,15 @@ import numpy as np
 
 from ..data.datasets import Dataset
 from ..data.encode import Setting
+from ..imaging import ENCODER
 from .selectors import SELECTORS, select
 from .store import ResultStore
 
 __all__ = ["SCHEMA", "compute_summary", "write_report"]
 
-SCHEMA = "dctnet-eval/1"
+#: Version 2 added ``encoder`` (the versions are encoded with the accurate forward DCT since);
+#: version-1 files have no ``encoder`` key and are read the same way otherwise.
+SCHEMA = "dctnet-eval/2"
 
 
 def _r(x, nd: int = 4):
@@ -115,6 +119,7 @@ def compute_summary(store: ResultStore, dataset: Dataset, models: Sequence[str],
     names = [s.name for s in settings]
     summary: dict = {
         "schema": SCHEMA,
+        "encoder": dict(ENCODER),
         "dataset": {"root": dataset.root, "layout": dataset.layout, "classes": dataset.classes.source,
                     "images": len(dataset)},
         "settings": {}, "models": {}, "confusion": None, "plots": [],

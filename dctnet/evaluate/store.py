@@ -13,6 +13,9 @@ Tables:
   hash). Databases written before the hash was stored get it on their next run.
 * ``models(model, identity, num_classes)``: a stored model whose identity (weights and
   preprocessing hash) differs is refused the same way.
+* ``meta(key, value)``: ``encoder``, the JSON of the settings the versions were encoded with
+  (:data:`dctnet.imaging.ENCODER`). Versions made with other settings (e.g. dctnet 0.1's fast
+  forward DCT, which recorded none) are refused the same way.
 * ``versions(image, setting, bytes, width, height, psnr, ssim, error)``: one row per
   image version; ``error`` is NULL or why the version could not be made.
 * ``predictions(image, setting, model, rank, top5, error)``: the true class's rank
@@ -36,6 +39,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images(image TEXT PRIMARY KEY, label INTEGER NOT NULL, size INTEGER NOT NULL,
     sha256 TEXT);
 CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, identity TEXT NOT NULL, num_classes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions(image TEXT NOT NULL, setting TEXT NOT NULL, bytes INTEGER, width INTEGER,
     height INTEGER, psnr REAL, ssim REAL, error TEXT, PRIMARY KEY(image, setting));
 CREATE TABLE IF NOT EXISTS predictions(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
@@ -99,6 +103,22 @@ class ResultStore:
         self.db.executemany("UPDATE images SET sha256 = ? WHERE image = ?", fill)
         self.db.commit()
 
+    def register_encoder(self, settings: dict) -> None:
+        """Record the encoder settings of the versions; raise :class:`StaleResultsError` if the
+        database holds versions made with other (or unrecorded) settings."""
+        value = json.dumps(settings, sort_keys=True)
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()
+        if row is None:
+            if self.db.execute("SELECT 1 FROM versions WHERE setting != 'original' LIMIT 1").fetchone():
+                raise StaleResultsError(
+                    f"{self.path}: holds re-encoded versions made with unrecorded encoder settings (dctnet 0.1 "
+                    "used the fast forward DCT). Use another --out folder or delete it.")
+            self.db.execute("INSERT INTO meta VALUES ('encoder', ?)", (value,))
+            self.db.commit()
+        elif row[0] != value:
+            raise StaleResultsError(f"{self.path}: holds versions made with other encoder settings ({row[0]}, now "
+                                    f"{value}). Use another --out folder or delete it.")
+
     def register_model(self, name: str, identity: str, num_classes: int) -> None:
         """Record a model; raise :class:`StaleResultsError` if ``name`` is stored with another identity."""
         row = self.db.execute("SELECT identity, num_classes FROM models WHERE model = ?", (name,)).fetchone()
@@ -135,7 +155,7 @@ class ResultStore:
         """Copy every row of another results database into this one (existing rows win)."""
         self.db.execute("ATTACH DATABASE ? AS other", (os.fspath(other_path),))
         try:
-            for table in ("images", "models", "versions", "predictions"):
+            for table in ("images", "models", "versions", "predictions", "meta"):
                 self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
             self.db.commit()
         finally:

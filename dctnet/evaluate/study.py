@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..codec import DEFAULT_MAX_BYTES, JPEGError, read_source
 from ..data.datasets import Dataset
 from ..data.encode import Setting, encode_setting, reference_pixels
-from ..imaging import decode_rgb
+from ..imaging import ENCODER, decode_rgb
 from .metrics import psnr, ssim
 from .predictors import Predictor
 from .report import write_report as _write
@@ -184,6 +184,7 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
         with ThreadPoolExecutor(threads) as pool:  # hashing reads every file: threads overlap the I/O
             stats = list(pool.map(_size_and_hash, dataset.paths))
         store.register_images(dataset.keys, dataset.labels, [s for s, _ in stats], [h for _, h in stats])
+        store.register_encoder(ENCODER)
         for p in predictors:
             store.register_model(p.name, p.identity, p.num_classes)
 
