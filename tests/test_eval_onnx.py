@@ -110,7 +110,9 @@ def test_eval_command_end_to_end(tmp_path, few_photos, capsys):
 def test_eval_command_argument_errors(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
-    assert main(["eval", str(tmp_path), "--model", "resnet50", "--out", str(tmp_path / "o")]) == 2
+    # --weights: none at all (every model's default weights) or one per --model
+    assert main(["eval", str(tmp_path), "--model", "resnet50", "--weights", "a.pt", "--weights", "b.pt",
+                 "--out", str(tmp_path / "o")]) == 1
     assert "one --weights per --model" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope"), "--onnx", str(ONNX_MODEL), "--out", str(tmp_path / "o")]) == 1
     assert "not a folder" in capsys.readouterr().err

@@ -3,6 +3,24 @@
 import argparse
 
 
+def weights_argument(value: str | None):
+    """``--weights`` value -> ``resolve``'s ``weights``: a path, ``None`` for the model's default
+    weights (``default``, or no ``--weights`` at all), ``False`` for an untrained model (``none``)."""
+    if value is None or value.lower() == "default":
+        return None
+    if value.lower() == "none":
+        return False
+    return value
+
+
+def model_weights(models: list[str], weights: list[str]) -> list:
+    """Pair ``--model`` with ``--weights`` (all or none given); ``ValueError`` otherwise."""
+    if weights and len(weights) != len(models):
+        raise ValueError(f"give one --weights per --model ('default' for the model's own, 'none' for untrained), "
+                         f"got {len(models)} models and {len(weights)} weights")
+    return [weights_argument(w) for w in (weights or [None] * len(models))]
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from . import int_list
+from . import int_list, model_weights, positive_int
 
 HELP = "accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality (+ HRS/T1K/T5K/TTK selectors)"
 
@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="registered model (repeatable; "
                    "pair each with --weights)")
     p.add_argument("--weights", action="append", default=[], metavar="PATH", help="weights for the --model at the "
-                   "same position")
+                   "same position ('default': the model's own; 'none': untrained; default when no --weights is given)")
+    p.add_argument("--bands", type=positive_int, metavar="N",
+                   help="DCT models built by name: keep the N lowest zigzag bands (e.g. efficientnet_lite0_dct)")
     p.add_argument("--onnx", action="append", default=[], metavar="PATH", help="ONNX RGB classifier (repeatable), "
                    "preprocessed as ImageNet: resize 256 (Pillow bilinear), centre crop 224, mean/std")
     p.add_argument("--onnx-dct", action="append", default=[], metavar="PATH:N,N,...",
@@ -58,10 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.predictors import OnnxPredictor, make_predictor
     from ..evaluate.study import distributed_context, run_study
 
-    if len(args.model) != len(args.weights):
-        print(f"dctnet eval: give one --weights per --model (got {len(args.model)} models and "
-              f"{len(args.weights)} weights)", file=sys.stderr)
-        return 2
     if not args.model and not args.onnx and not args.onnx_dct:
         print("dctnet eval: nothing to evaluate: give --onnx PATH and/or --model NAME --weights PATH",
               file=sys.stderr)
@@ -72,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
     # Under torchrun the ranks of one machine share its cores.
     threads = args.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     try:
+        weights = model_weights(args.model, args.weights)          # argument errors first
         settings = make_settings(args.qf if args.qf is not None else DEFAULT_QFS, gray=args.gray,
                                  downscales=args.downscale)
         dataset = open_dataset(args.data, classes=args.classes, labels=args.labels, limit=args.limit)
-        predictors = [make_predictor(n, w, threads=threads) for n, w in zip(args.model, args.weights)]
+        predictors = [make_predictor(n, w, threads=threads, bands=args.bands) for n, w in zip(args.model, weights)]
         predictors += [OnnxPredictor(p, threads=threads) for p in args.onnx]
         for spec in args.onnx_dct:
             from ..evaluate.predictors import OnnxDCTPredictor

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..data.datasets import imagenet_classes, synset_of_path
-from . import positive_int
+from . import model_weights, positive_int
 from .inspect import expand_paths
 
 HELP = "classify JPEGs with registered DCT/RGB models and ONNX classifiers, side by side"
@@ -19,7 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help="registered model (repeatable; see `dctnet bench flops --list`)")
     p.add_argument("--weights", action="append", default=[], metavar="PATH",
-                   help="weights for the --model at the same position ('none': untrained)")
+                   help="weights for the --model at the same position ('default': the model's own, e.g. "
+                        "efficientnet_lite0's; 'none': untrained; default when no --weights is given)")
+    p.add_argument("--bands", type=positive_int, metavar="N",
+                   help="DCT models built by name: keep the N lowest zigzag bands (e.g. efficientnet_lite0_dct)")
     p.add_argument("--onnx", action="append", default=[], metavar="PATH",
                    help="ONNX RGB classifier (repeatable), ImageNet preprocessing (resize 256, crop 224)")
     p.add_argument("--topk", type=positive_int, default=5, help="classes per image (default 5)")
@@ -38,16 +41,13 @@ def build_classifiers(args: argparse.Namespace):
 
     from ..classify import Classifier
 
-    if args.weights and len(args.weights) != len(args.model):
-        raise SystemExit(f"dctnet: give one --weights per --model ('none' for untrained), got "
-                         f"{len(args.model)} models and {len(args.weights)} weights")
-    weights = args.weights or ["none"] * len(args.model)
+    weights = model_weights(args.model, args.weights)
     dtype = getattr(torch, args.dtype)
     out = []
     for name, w in zip(args.model, weights):
-        out.append(Classifier(name, weights=None if w.lower() == "none" else w, device=args.device, dtype=dtype,
-                              batch_size=args.batch_size, compile=args.compile, labels=args.labels,
-                              threads=args.threads))
+        out.append(Classifier(name, weights=w, device=args.device, dtype=dtype, batch_size=args.batch_size,
+                              compile=args.compile, labels=args.labels, threads=args.threads,
+                              bands=getattr(args, "bands", None)))
     for path in args.onnx:
         if not path.lower().endswith(".onnx"):
             raise ValueError(f"--onnx expects an .onnx model file, got {path}")

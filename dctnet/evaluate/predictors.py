@@ -120,10 +120,11 @@ class OnnxDCTPredictor(ClassifierPredictor):
         return f"OnnxDCTPredictor({self.path!r}, bands={self.classifier.bundle.options['bands']}, mode={self.mode!r})"
 
 
-def make_predictor(name: str, weights: str | os.PathLike | None, *, threads: int | None = None,
-                   batch_size: int = 64, device: str = "cpu") -> Predictor:
+def make_predictor(name: str, weights: str | os.PathLike | None | bool, *, threads: int | None = None,
+                   batch_size: int = 64, device: str = "cpu", **options) -> Predictor:
     """A :class:`Predictor` for registered model ``name`` with local ``weights``, fed as
-    :class:`dctnet.Classifier` feeds it (its bundle's pipeline). ``weights=None`` evaluates
-    an untrained model (only meaningful for tests)."""
-    clf = Classifier(name, weights=weights, threads=threads, batch_size=batch_size, device=device)
+    :class:`dctnet.Classifier` feeds it (its bundle's pipeline). ``weights=None``: the model's
+    default weights if it has some (e.g. ``efficientnet_lite0``), else untrained;
+    ``weights=False``: untrained. ``options``: builder options (``bands=``)."""
+    clf = Classifier(name, weights=weights, threads=threads, batch_size=batch_size, device=device, **options)
     return ClassifierPredictor(clf)
