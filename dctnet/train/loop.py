@@ -288,7 +288,9 @@ def _train(config, ctx):
 
     torch.manual_seed(config.seed)
     # resolve: the checkpoint must be for this model; it supplies its builder options
-    bundle = resolve(config.model, weights=ckpt, num_classes=num_classes, **config.model_kwargs)
+    # from scratch unless resuming (a model's registered default weights are not a starting point here)
+    bundle = resolve(config.model, weights=ckpt if ckpt is not None else False, num_classes=num_classes,
+                     **config.model_kwargs)
     if ckpt is not None and "train_state" not in ckpt.extra:
         raise ValueError(f"{resume_path}: not a training checkpoint (no train_state); use it as weights instead")
     model = bundle.model
