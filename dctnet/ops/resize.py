@@ -120,9 +120,21 @@ class AxisOperator:
     hi: np.ndarray
 
     @functools.cached_property
-    def matrix_t(self) -> np.ndarray:
-        """``matrix.T``, contiguous (the numba kernel's horizontal pass reads it row-wise)."""
-        return np.ascontiguousarray(self.matrix.T)
+    def packed(self) -> np.ndarray:
+        """Each output block's band, packed contiguously for the kernel's small matrix products:
+        ``float32 (out_blocks, 8, 8 * width)`` with ``packed[J, f, 8 * (j - lo[J]) + g] =
+        matrix[8 * J + f, 8 * j + g]`` (zero past ``hi[J]``; ``width = max(hi - lo)``)."""
+        width = int((self.hi - self.lo).max())
+        out = np.zeros((self.out_blocks, 8, 8 * width), np.float32)
+        for jj in range(self.out_blocks):
+            lo, hi = int(self.lo[jj]), int(self.hi[jj])
+            out[jj, :, :8 * (hi - lo)] = self.matrix[8 * jj:8 * jj + 8, 8 * lo:8 * hi]
+        return out
+
+    @functools.cached_property
+    def packed_t(self) -> np.ndarray:
+        """:attr:`packed` transposed per block: ``float32 (out_blocks, 8 * width, 8)``, contiguous."""
+        return np.ascontiguousarray(self.packed.transpose(0, 2, 1))
 
     @property
     def out_blocks(self) -> int:
@@ -192,66 +204,49 @@ def resize_plane(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols:
     return np.ascontiguousarray(out.reshape(ho, 8, wo, 8).transpose(0, 2, 1, 3).reshape(ho, wo, 64))
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _resize_bands(coefs, qstep, mv, vlo, vhi, mht, hlo, hhi, bands, out, ch0, means, inv_stds, up):
-    """Banded separable map of one plane, only the kept bands, normalised, into ``out``.
+@njit(cache=True, nogil=True)
+def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, means, inv_stds, up):
+    """The separable banded map of one plane, only the kept bands, normalised, into ``out``.
 
-    coefs ``int16 (Hb, Wb, 64)``; qstep ``float32 (64,)``; mv ``float32 (8 Ho, 8 Hb)`` with
-    ``vlo/vhi (Ho,)``; mht ``float32 (8 Wb, 8 Wo)`` (the horizontal operator transposed) with
-    ``hlo/hhi (Wo,)``; bands ``int64 (K,)`` natural indices; out ``float32 (C, H, W)`` (one
-    image); channel ``ch0 + j`` gets band ``bands[j]`` as ``(value - means[j]) * inv_stds[j]``;
-    ``up``: write each output block to the ``up x up`` blocks it covers (nearest upsampling of
-    chroma). The innermost loops run over 8 or ``Wo`` contiguous floats (SIMD).
+    coefs ``int16 (Hb, Wb, 64)``; qstep ``float32 (64,)``; pv ``float32 (Ho, 8, 8 width)`` (the
+    vertical operator's bands, :attr:`AxisOperator.packed`) with ``vlo/vhi (Ho,)``; pht
+    ``float32 (Wo, 8 width, 8)`` (the horizontal operator's bands transposed,
+    :attr:`AxisOperator.packed_t`) with ``hlo/hhi (Wo,)``; bands ``int64 (K,)`` natural
+    indices; out ``float32 (C, H, W)`` (one image); channel ``ch0 + j`` gets band ``bands[j]``
+    as ``(value - means[j]) * inv_stds[j]``; ``up``: write each output block to the ``up x up``
+    blocks it covers (nearest upsampling of chroma).
+
+    The window's coefficients are laid out as one matrix ``z[8 i + v, 8 j + g]`` (dequantised),
+    and both passes are small dense products per output block (BLAS through ``np.dot``):
+    ``t[:, J] = z[:, band(J)] @ Mh_Jᵀ``, then ``o[I] = Mv_I @ t[band(I)]``.
     """
     ho = vlo.shape[0]
     wo = hlo.shape[0]
     r_lo = vlo.min()
     r_hi = vhi.max()
-    rows = 8 * (r_hi - r_lo)
-    # Pass 1 (rows): t1[r, J, U] = sum_j sum_g x[i, j, 8v+g] Mh[8J+U, 8j+g], r = 8 (i - r_lo) + v
-    t1 = np.empty((rows, wo, 8), np.float32)
     c_lo = hlo.min()
     c_hi = hhi.max()
-    xq = np.empty((c_hi - c_lo, 64), np.float32)   # one block row, dequantised once
-    for i in range(r_lo, r_hi):
-        base = 8 * (i - r_lo)
-        for j in range(c_lo, c_hi):
-            for g in range(64):
-                xq[j - c_lo, g] = coefs[i, j, g] * qstep[g]
-        for jj in range(wo):
-            c0 = 8 * jj
+    nr = r_hi - r_lo
+    nc = c_hi - c_lo
+    z = np.empty((8 * nr, 8 * nc), np.float32)
+    for i in range(nr):
+        for j in range(nc):
             for v in range(8):
-                # eight scalar accumulators stay in registers (an array would alias t1)
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
-                for j in range(hlo[jj], hhi[jj]):
-                    for g in range(8):
-                        x = xq[j - c_lo, 8 * v + g]
-                        m = mht[8 * j + g]
-                        a0 += x * m[c0]
-                        a1 += x * m[c0 + 1]
-                        a2 += x * m[c0 + 2]
-                        a3 += x * m[c0 + 3]
-                        a4 += x * m[c0 + 4]
-                        a5 += x * m[c0 + 5]
-                        a6 += x * m[c0 + 6]
-                        a7 += x * m[c0 + 7]
-                d = t1[base + v, jj]
-                d[0] = a0
-                d[1] = a1
-                d[2] = a2
-                d[3] = a3
-                d[4] = a4
-                d[5] = a5
-                d[6] = a6
-                d[7] = a7
-    # t2[r, U, J]: contiguous over J for pass 2
-    t2 = np.empty((rows, 8, wo), np.float32)
-    for r in range(rows):
-        for jj in range(wo):
-            for u in range(8):
-                t2[r, u, jj] = t1[r, jj, u]
-    # Pass 2 (columns): out[k, I, :] = sum_i sum_v Mv[8I+V, 8i+v] t2[8i+v, U, :]
-    acc = np.empty(wo, np.float32)
+                for g in range(8):
+                    z[8 * i + v, 8 * j + g] = coefs[r_lo + i, c_lo + j, 8 * v + g] * qstep[8 * v + g]
+    # pass 1 (rows): t[:, 8 J : 8 J + 8] = z[:, band of J] @ Mh_J^T
+    t = np.empty((8 * nr, 8 * wo), np.float32)
+    for jj in range(wo):
+        a = 8 * (hlo[jj] - c_lo)
+        w = 8 * (hhi[jj] - hlo[jj])
+        t[:, 8 * jj:8 * jj + 8] = np.dot(np.ascontiguousarray(z[:, a:a + w]), pht[jj, :w])
+    # pass 2 (columns): o[8 I : 8 I + 8, :] = Mv_I @ t[band of I]
+    o = np.empty((8 * ho, 8 * wo), np.float32)
+    for ii in range(ho):
+        a = 8 * (vlo[ii] - r_lo)
+        w = 8 * (vhi[ii] - vlo[ii])
+        o[8 * ii:8 * ii + 8] = np.dot(np.ascontiguousarray(pv[ii, :, :w]), t[a:a + w])
+    # the kept bands, normalised, in the layout's channels (up x up copies for upsampled chroma)
     for kk in range(bands.shape[0]):
         k = bands[kk]
         vv = k // 8
@@ -259,18 +254,11 @@ def _resize_bands(coefs, qstep, mv, vlo, vhi, mht, hlo, hhi, bands, out, ch0, me
         m = means[kk]
         s = inv_stds[kk]
         for ii in range(ho):
-            row = 8 * ii + vv
-            acc[:] = 0.0
-            for i in range(vlo[ii], vhi[ii]):
-                for v in range(8):
-                    w = mv[row, 8 * i + v]
-                    src = t2[8 * (i - r_lo) + v, uu]
-                    for jj in range(wo):
-                        acc[jj] += w * src[jj]
+            src = o[8 * ii + vv]
             for a in range(up):
                 dst = out[ch0 + kk, up * ii + a]
                 for jj in range(wo):
-                    value = (acc[jj] - m) * s
+                    value = (src[8 * jj + uu] - m) * s
                     for b in range(up):
                         dst[up * jj + b] = value
 
@@ -337,7 +325,7 @@ def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, resize: int, 
                 co = axis_operator(cols, plane.shape[1], new_w / 2, left / 2, chroma_out, bool(flip))
                 up = 2 if layout.kind == "upsampling" else 1
             qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
-            _resize_bands(plane, qstep, ro.matrix, ro.lo, ro.hi, co.matrix_t, co.lo, co.hi, bands, target, ch0,
+            _resize_bands(plane, qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, bands, target, ch0,
                           m, s, up)
         channel += n
 
