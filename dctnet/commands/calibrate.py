@@ -55,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no JPEG files in {', '.join(args.data)}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.model.endswith((".pt", ".pth")):
-        bundle = resolve(None, weights=args.model)
-    else:
-        bundle = resolve(args.model, bands=64)
+    # a name with its default weights (efficientnet_lite0_dct: all 64 bands), or a full-band checkpoint
+    bundle = resolve(None, weights=args.model) if args.model.endswith((".pt", ".pth")) else resolve(args.model)
     if bundle.kind != "dct":
         raise ValueError(f"{args.model} is an RGB model; calibrate takes a converted DCT model "
                          "(efficientnet_lite0_dct, or a checkpoint written by `dctnet convert`)")
