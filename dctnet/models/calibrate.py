@@ -19,6 +19,9 @@ never saw. :func:`calibrate` repairs that from unlabelled images, in steps:
     The first layer's folded BatchNorm re-fitted: each output channel of the n-band first
     layer is mapped affinely so that its mean and standard deviation on the calibration images
     equal those of the full-band first layer (folded into its weights and bias, exact).
+``"distill"`` (optional)
+    A short distillation of the first layer and the first blocks from the full-band model on
+    the same unlabelled inputs (:func:`distill`; EfficientNet-Lite only).
 ``"bn"``
     Every BatchNorm after the first layer gets its running mean and variance from the n-band
     inputs: train-mode forward passes (other modules in eval mode, no gradient) with
@@ -55,11 +58,11 @@ from .convert import ConvertedFirstLayer
 from .decode_path import converted_layout, idct_basis
 from .resolve import create_model, resolve
 
-__all__ = ["STEPS", "block_gram", "calibrate", "calibration_set", "fold_estimate", "lsq_estimate",
+__all__ = ["STEPS", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
            "bn_statistics", "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
-STEPS = ("lsq", "stem", "bn", "bn-delta")
+STEPS = ("lsq", "stem", "distill", "bn", "bn-delta")
 
 #: Augmentation of :func:`calibration_set`: re-encodings (None = the file as it is), shorter
 #: side before the 224 centre crop, horizontal flips.
@@ -339,6 +342,60 @@ def reestimate_bn(model: nn.Module, batches: Iterable[Inputs], *, progress: bool
     return len(bns)
 
 
+# --- distillation of the early layers ------------------------------------------------------------
+
+def _early_features(model: nn.Module, depth: int, inputs: Inputs) -> torch.Tensor:
+    """EfficientNet-Lite features after the first layer and ``depth`` blocks."""
+    x = model.forward_stem(*inputs)
+    for block in model._blocks[:depth]:
+        x = block(x)
+    return x
+
+
+def distill(student: nn.Module, teacher: nn.Module, inputs: Inputs, bands: int, *, depth: int = 3,
+            iterations: int = 150, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+            progress: bool = False) -> list[float]:
+    """Train the n-band ``student``'s first layer and first ``depth`` blocks to reproduce the
+    full-band ``teacher``'s features after those blocks (mean squared error, unlabelled
+    ``inputs``: full-band ``(y, cbcr)``, the n bands selected for the student), BatchNorm in
+    eval mode (its running statistics fixed), Adam with a step size of ``lr`` times each
+    tensor's RMS (the first layer's weights act on dequantised coefficients and are small).
+
+    Only for EfficientNet-Lite-like models (``forward_stem``, ``_blocks``). The student's
+    first layer stops being a pure fold of the conversion (its ``edge_basis_*`` buffers stay
+    as they are: the border term keeps its exact decode-path form). Returns the loss per
+    iteration (float list)."""
+    if not hasattr(student, "forward_stem") or not hasattr(student, "_blocks"):
+        raise ValueError(f"distill needs an EfficientNet-Lite (forward_stem, _blocks), not {type(student).__name__}")
+    params = list(student.stem_conv.parameters()) + [p for b in student._blocks[:depth] for p in b.parameters()]
+    groups = [{"params": [p], "lr": lr * float(p.detach().pow(2).mean().sqrt().clamp_min(1e-8))} for p in params]
+    opt = torch.optim.Adam(groups)
+    teacher.eval()
+    student.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total = inputs[0].shape[0]
+    losses = []
+    for p in student.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        for _ in tqdm(range(iterations), desc="distilling", unit="it", disable=not progress):
+            idx = torch.randperm(total, generator=gen)[:batch_size]
+            batch = (inputs[0][idx], inputs[1][idx])
+            with torch.no_grad():
+                target = _early_features(teacher, depth, batch)
+            loss = torch.nn.functional.mse_loss(_early_features(student, depth, _select(batch, bands)), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    finally:
+        for p in student.parameters():
+            p.requires_grad_(True)
+    return losses
+
+
 # --- the whole procedure -------------------------------------------------------------------------
 
 def _full_model(bundle_or_name) -> nn.Module:
@@ -354,7 +411,8 @@ def _full_model(bundle_or_name) -> nn.Module:
 def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("lsq", "bn"), progress: bool = True,
               batch_size: int = 32, threads: int | None = None, qfs: Sequence[int | None] = DEFAULT_QFS,
               resizes: Sequence[int] = DEFAULT_RESIZES, flips: Sequence[bool] = DEFAULT_FLIPS,
-              ridge: float = 0.0, reference_stats: dict | None = None) -> nn.Module:
+              ridge: float = 0.0, reference_stats: dict | None = None,
+              distill_options: dict | None = None) -> nn.Module:
     """An n-band copy of a converted network, recovered without labels (module docstring).
 
     Args:
@@ -364,13 +422,14 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("ls
         bands: ``n``, 1..64: keep the n lowest zigzag bands of every component.
         images: unlabelled JPEGs (paths or bytes), or precomputed full-band inputs ``(y,
             cbcr)`` (:func:`calibration_set`).
-        steps: a subset of ``("lsq", "stem", "bn" or "bn-delta")`` (:data:`STEPS`; applied in
-            that order).
+        steps: a subset of ``("lsq", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
+            applied in that order).
             ``()``: the plain n-band model.
         progress: tqdm progress bars on stderr.
         batch_size: images per forward pass; threads: reader threads.
         qfs, resizes, flips: augmentation (:func:`calibration_set`).
         ridge: relative ridge of the least-squares estimate (:func:`lsq_estimate`).
+        distill_options: keyword arguments of :func:`distill` (``"distill"`` step).
         reference_stats: for ``"bn-delta"``, :func:`bn_statistics` of the full-band model on
             these calibration inputs (computed when not given).
 
@@ -421,6 +480,9 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("ls
         info["lsq"] = {"estimate": "same block, per component, once for all QFs", "ridge": ridge}
     if "stem" in steps:
         match_stem(full_first, first, inputs, batch_size)
+    if "distill" in steps:
+        losses = distill(model, full, inputs, n, progress=progress, **(distill_options or {}))
+        info["distill"] = {**(distill_options or {}), "loss_first": losses[0], "loss_last": losses[-1]}
     if "bn" in steps and "bn-delta" in steps:
         raise ValueError("choose one of the steps 'bn' and 'bn-delta'")
     if "bn" in steps or "bn-delta" in steps:
