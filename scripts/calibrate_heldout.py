@@ -23,7 +23,8 @@ from dctnet.models.calibrate import bn_statistics, calibrate, calibration_set
 from dctnet.ops import read_to_tensor
 
 VARIANTS = {"plain": (), "lsq": ("lsq",), "bn": ("bn",), "lsq+bn": ("lsq", "bn"), "bn-delta": ("bn-delta",),
-            "lsq+bn-delta": ("lsq", "bn-delta"), "lsq+stem+bn-delta": ("lsq", "stem", "bn-delta")}
+            "lsq+bn-delta": ("lsq", "bn-delta"), "lsq+stem+bn-delta": ("lsq", "stem", "bn-delta"),
+            "lsq+distill+bn-delta": ("lsq", "distill", "bn-delta")}
 
 
 def topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -36,8 +37,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("data")
     p.add_argument("--bands", default="64,32,16,8")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default="plain,lsq,lsq+bn,bn-delta,lsq+bn-delta,lsq+stem+bn-delta")
     p.add_argument("--qfs", default="90,50", help="held-out re-encodings besides the original files")
+    p.add_argument("--distill-iterations", type=int, default=150)
+    p.add_argument("--distill-depth", type=int, default=3)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     files = sorted(glob.glob(os.path.join(args.data, "*.JPEG")))
@@ -59,7 +62,8 @@ def main() -> None:
     print("|---|---|" + "---|" * len(settings))
     for n in (int(b) for b in args.bands.split(",")):
         for variant in args.variants.split(","):
-            model = calibrate(full, n, cal, steps=VARIANTS[variant], progress=False, reference_stats=reference)
+            model = calibrate(full, n, cal, steps=VARIANTS[variant], progress=False, reference_stats=reference,
+                              distill_options={"iterations": args.distill_iterations, "depth": args.distill_depth})
             cells = []
             with torch.no_grad():
                 for k, (y, c) in full_inputs.items():
