@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--qfs", default="90,50", help="held-out re-encodings besides the original files")
     p.add_argument("--distill-iterations", type=int, default=150)
     p.add_argument("--distill-depth", type=int, default=3)
+    p.add_argument("--distill-target", default="features", choices=["features", "logits"])
+    p.add_argument("--distill-lr", type=float, default=1e-3)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     files = sorted(glob.glob(os.path.join(args.data, "*.JPEG")))
@@ -63,7 +65,8 @@ def main() -> None:
     for n in (int(b) for b in args.bands.split(",")):
         for variant in args.variants.split(","):
             model = calibrate(full, n, cal, steps=VARIANTS[variant], progress=False, reference_stats=reference,
-                              distill_options={"iterations": args.distill_iterations, "depth": args.distill_depth})
+                              distill_options={"iterations": args.distill_iterations, "depth": args.distill_depth,
+                                               "target": args.distill_target, "lr": args.distill_lr})
             cells = []
             with torch.no_grad():
                 for k, (y, c) in full_inputs.items():

@@ -353,18 +353,22 @@ def _early_features(model: nn.Module, depth: int, inputs: Inputs) -> torch.Tenso
 
 
 def distill(student: nn.Module, teacher: nn.Module, inputs: Inputs, bands: int, *, depth: int = 3,
-            iterations: int = 150, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+            iterations: int = 150, batch_size: int = 16, lr: float = 1e-3, seed: int = 0, target: str = "features",
             progress: bool = False) -> list[float]:
     """Train the n-band ``student``'s first layer and first ``depth`` blocks to reproduce the
     full-band ``teacher``'s features after those blocks (mean squared error, unlabelled
     ``inputs``: full-band ``(y, cbcr)``, the n bands selected for the student), BatchNorm in
     eval mode (its running statistics fixed), Adam with a step size of ``lr`` times each
     tensor's RMS (the first layer's weights act on dequantised coefficients and are small).
+    ``target="logits"``: the loss is instead the KL divergence of the student's class
+    distribution from the teacher's (whole network run, still only the early layers trained).
 
     Only for EfficientNet-Lite-like models (``forward_stem``, ``_blocks``). The student's
     first layer stops being a pure fold of the conversion (its ``edge_basis_*`` buffers stay
     as they are: the border term keeps its exact decode-path form). Returns the loss per
     iteration (float list)."""
+    if target not in ("features", "logits"):
+        raise ValueError(f"target must be 'features' or 'logits', not {target!r}")
     if not hasattr(student, "forward_stem") or not hasattr(student, "_blocks"):
         raise ValueError(f"distill needs an EfficientNet-Lite (forward_stem, _blocks), not {type(student).__name__}")
     params = list(student.stem_conv.parameters()) + [p for b in student._blocks[:depth] for p in b.parameters()]
@@ -383,9 +387,15 @@ def distill(student: nn.Module, teacher: nn.Module, inputs: Inputs, bands: int, 
         for _ in tqdm(range(iterations), desc="distilling", unit="it", disable=not progress):
             idx = torch.randperm(total, generator=gen)[:batch_size]
             batch = (inputs[0][idx], inputs[1][idx])
-            with torch.no_grad():
-                target = _early_features(teacher, depth, batch)
-            loss = torch.nn.functional.mse_loss(_early_features(student, depth, _select(batch, bands)), target)
+            if target == "logits":
+                with torch.no_grad():
+                    want = torch.log_softmax(teacher(*batch), 1)
+                got = torch.log_softmax(student(*_select(batch, bands)), 1)
+                loss = torch.nn.functional.kl_div(got, want, log_target=True, reduction="batchmean")
+            else:
+                with torch.no_grad():
+                    want = _early_features(teacher, depth, batch)
+                loss = torch.nn.functional.mse_loss(_early_features(student, depth, _select(batch, bands)), want)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
