@@ -155,11 +155,12 @@ def test_command_errors_are_one_line(tmp_path, capsys):
         main(["calibrate", "efficientnet_lite0_dct", "--bands", "65", photo, "-o", str(tmp_path / "x.pt")])
 
 
-def test_distill_reduces_the_feature_error_and_trains_only_early_layers(random_full):
+@pytest.mark.parametrize("target", ["features", "logits"])
+def test_distill_reduces_the_error_and_trains_only_early_layers(random_full, target):
     y, cbcr = _synthetic(batch=4, h=4, w=4, seed=3)
     base = calibrate(random_full, 8, (y, cbcr), steps=("lsq",), progress=False)
     model = calibrate(random_full, 8, (y, cbcr), steps=("lsq", "distill"), progress=False,
-                      distill_options={"iterations": 12, "batch_size": 4, "depth": 2, "lr": 3e-2})
+                      distill_options={"iterations": 12, "batch_size": 4, "depth": 2, "lr": 3e-2, "target": target})
     info = model.calibration["distill"]
     assert info["loss_last"] < info["loss_first"]
     before, after = base.state_dict(), model.state_dict()
