@@ -29,6 +29,7 @@ COMMANDS = [
     "train",
     "study",
     "convert",
+    "calibrate",
 ]
 
 

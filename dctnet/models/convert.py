@@ -120,7 +120,10 @@ class ConvertedFirstLayer(ChromaDecoder):
     EfficientNet's 3x3/2 "SAME" stem), ``deconv_c`` (ConvTranspose2d nCb + nCr -> r*r*C, 4x4
     stride 2), ``bias (C,)``. Buffers: ``frame_weight (C, 3, kh, kw)`` (the convolution scaled
     to act on raw pixel levels, for the border term), ``const_taps (C, kh, kw)`` (its response
-    to the constant image, for the per-position constant).
+    to the constant image, for the per-position constant), ``edge_basis_cb (64, nCb)``,
+    ``edge_basis_cr (64, nCr)`` (float32: the chroma pixel patterns of the border term; the
+    kept bands' IDCT basis, or with a folded estimate of the dropped bands that basis plus
+    the dropped ones' times the estimate, see :mod:`dctnet.models.calibrate`).
 
     ``forward(y (B, nY, h, w), cbcr (B, nCb + nCr, h/2, w/2)) -> (B, C, r*h, r*w)``; ``h, w``
     even (whole 16x16 macroblocks), at least 2.
@@ -159,6 +162,11 @@ class ConvertedFirstLayer(ChromaDecoder):
         self.register_buffer("frame_weight", torch.zeros(out_channels, 3, kh, kw))
         self.register_buffer("const_taps", torch.zeros(out_channels, kh, kw))
         self.register_buffer("chroma_to_rgb", torch.from_numpy(YCC_TO_RGB[:, 1:].T.copy()).float(), persistent=False)
+        # The border term's chroma pixel patterns: the kept bands' IDCT basis unless a linear
+        # estimate of the dropped bands is folded in (dctnet.models.calibrate); persistent,
+        # checkpoints without them load the plain basis (see _load_from_state_dict).
+        self.register_buffer("edge_basis_cb", self.basis_cb.clone())
+        self.register_buffer("edge_basis_cr", self.basis_cr.clone())
         self._const_cache: dict = {}
 
     # --- building from the first convolution ----------------------------------------------
@@ -230,9 +238,13 @@ class ConvertedFirstLayer(ChromaDecoder):
 
     # --- running ----------------------------------------------------------------------
 
-    def _load_from_state_dict(self, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._const_cache.clear()
-        return super()._load_from_state_dict(*args, **kwargs)
+        for name in ("edge_basis_cb", "edge_basis_cr"):   # checkpoints written before these existed
+            if prefix + name not in state_dict and not getattr(self, name).is_meta:
+                state_dict[prefix + name] = torch.from_numpy(idct_basis(
+                    self.layout.band_indices()[1 if name.endswith("cb") else 2])).float()
+        return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, *args, **kwargs):
         self._const_cache.clear()
@@ -262,9 +274,10 @@ class ConvertedFirstLayer(ChromaDecoder):
 
     def _edge_samples(self, cbcr: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Chroma samples on the plane's border, centred, Cb and Cr stacked on dim 1:
-        first and last sample rows ``(B, 2, w2)``, first and last sample columns ``(B, 2, h2)``."""
+        first and last sample rows ``(B, 2, w2)``, first and last sample columns ``(B, 2, h2)``
+        (pixel patterns ``edge_basis_cb``, ``edge_basis_cr``: ``(64, n)`` per component)."""
         out = []
-        for part, basis in ((cbcr[:, :self.ncb], self.basis_cb), (cbcr[:, self.ncb:], self.basis_cr)):
+        for part, basis in ((cbcr[:, :self.ncb], self.edge_basis_cb), (cbcr[:, self.ncb:], self.edge_basis_cr)):
             pat = basis.to(part.dtype).reshape(8, 8, -1)                  # (y, x, k)
             b, _, hc, wc = part.shape
             top = torch.einsum("bkw,xk->bwx", part[:, :, 0], pat[0]).reshape(b, 8 * wc)

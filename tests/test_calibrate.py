@@ -1,0 +1,170 @@
+"""Issue 15 item 4: label-free recovery of converted models on fewer bands
+(dctnet.models.calibrate, `dctnet calibrate`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from jpeg_fixtures import sample_photos
+from dctnet.classify import Classifier
+from dctnet.cli import main
+from dctnet.models import create_model, load_checkpoint, resolve
+from dctnet.models.calibrate import (block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
+                                     lsq_estimate, reestimate_bn)
+
+
+def _synthetic(batch=3, h=4, w=4, seed=0):
+    """Correlated full-band inputs: y ``(B, 64, 2h, 2w)``, cbcr ``(B, 128, h, w)`` float32,
+    every block ``M @ g`` with g Gaussian (so the dropped bands are partly predictable)."""
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(3, 64, 64, generator=gen) / 8 + torch.eye(64)
+    decay = torch.linspace(40, 1, 64)
+
+    def part(c, hh, ww):
+        g = torch.randn(batch, 64, hh, ww, generator=gen)
+        return torch.einsum("kj,bjhw->bkhw", mix[c] * decay[:, None], g)
+
+    return part(0, 2 * h, 2 * w), torch.cat([part(1, h, w), part(2, h, w)], 1)
+
+
+def test_lsq_estimate_is_numpy_least_squares():
+    y, cbcr = _synthetic()
+    gram = block_gram(y, cbcr)
+    for n in (1, 10, 37):
+        a = lsq_estimate(gram, n)
+        assert a.shape == (3, 64 - n, n) and a.dtype == torch.float64
+        for comp, part in enumerate((y, cbcr[:, :64], cbcr[:, 64:])):
+            z = part.double().numpy().transpose(0, 2, 3, 1).reshape(-1, 64)      # (blocks, 64)
+            sol, *_ = np.linalg.lstsq(z[:, :n], z[:, n:], rcond=None)         # (n, 64 - n)
+            np.testing.assert_allclose(a[comp].numpy(), sol.T, rtol=1e-7, atol=1e-9)
+    assert torch.allclose(lsq_estimate(gram[0], 64), torch.zeros(0, 64, dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def random_full():
+    """The converted EfficientNet-Lite0 of a random initialisation, all 64 bands (no download)."""
+    torch.manual_seed(0)
+    return create_model("efficientnet_lite0_dct", weights=False, bands=64).eval()
+
+
+@pytest.mark.parametrize("n", [6, 16])
+def test_folding_is_exact(random_full, n):
+    y, cbcr = _synthetic(batch=2, h=3, w=5, seed=n)        # 48x80 pixels: every border strip used
+    model = calibrate(random_full, n, (y, cbcr), steps=("lsq",), progress=False)
+    a = lsq_estimate(block_gram(y, cbcr), n)
+
+    def filled(part, est):                                    # kept bands + their estimate of the rest
+        k = part[:, :n].double()
+        return torch.cat([k, torch.einsum("dk,bkhw->bdhw", est, k)], 1).float()
+
+    kept = (y[:, :n], torch.cat([cbcr[:, :n], cbcr[:, 64:64 + n]], 1))
+    full_in = (filled(y, a[0]), torch.cat([filled(cbcr[:, :64], a[1]), filled(cbcr[:, 64:], a[2])], 1))
+    with torch.no_grad():
+        ours = model.stem_conv(*kept)
+        want = random_full.stem_conv(*full_in)
+        plain = resolve("efficientnet_lite0_dct", weights=False, bands=n).model
+        plain.load_state_dict({k: v for k, v in random_full.state_dict().items() if not k.startswith("stem_conv.")},
+                              strict=False)
+        fold_estimate(random_full.stem_conv, plain.stem_conv, torch.zeros(3, 64 - n, n, dtype=torch.float64))
+        zero = plain.stem_conv(*kept)
+        zero_full = random_full.stem_conv(
+            torch.cat([y[:, :n], torch.zeros_like(y[:, n:])], 1),
+            torch.cat([cbcr[:, :n], torch.zeros_like(cbcr[:, n:64]), cbcr[:, 64:64 + n],
+                       torch.zeros_like(cbcr[:, 64 + n:])], 1))
+    scale = want.abs().max()
+    assert (ours - want).abs().max() <= 1e-5 * scale
+    assert (zero - zero_full).abs().max() <= 1e-5 * scale          # zero estimate = plain n-band model
+    assert (ours - zero).abs().max() > 1e-2 * scale                # and the estimate does change it
+    # the border term carries the estimate too: the output frame is exact as well
+    assert (ours[..., 0, :] - want[..., 0, :]).abs().max() <= 1e-5 * scale
+    assert model.model_kwargs["bands"] == n and model.layout.channels_per_component == (n, n, n)
+
+
+def test_bn_reestimation_sets_the_measured_statistics():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Conv2d(5, 4, 1), nn.BatchNorm2d(4, momentum=0.3)).eval()
+    batches = [(torch.randn(4, 3, 6, 6) * 3 + 2,) for _ in range(3)]
+    before = net[1].running_mean.clone()
+    assert reestimate_bn(net, batches) == 2
+    assert not net.training and net[1].momentum == 0.1 and net[5].momentum == 0.3
+    with torch.no_grad():
+        a = [net[0](x) for (x,) in batches]
+        b = [net[4](torch.relu((z - z.mean((0, 2, 3), keepdim=True))
+                               / torch.sqrt(z.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5)
+                               * net[1].weight[:, None, None] + net[1].bias[:, None, None])) for z in a]
+    for bn, outs in ((net[1], a), (net[5], b)):
+        mean = torch.stack([z.mean((0, 2, 3)) for z in outs]).mean(0)
+        var = torch.stack([z.var((0, 2, 3), unbiased=True) for z in outs]).mean(0)
+        torch.testing.assert_close(bn.running_mean, mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.running_var, var, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(before, net[1].running_mean)
+    # relative: the same batches as reference leave the statistics unchanged
+    mean0, var0 = net[1].running_mean.clone(), net[1].running_var.clone()
+    ref = bn_statistics(net, batches)
+    torch.testing.assert_close(net[1].running_mean, mean0)      # bn_statistics does not change the model
+    reestimate_bn(net, batches, reference=ref)
+    torch.testing.assert_close(net[1].running_mean, mean0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net[1].running_var, var0, rtol=1e-5, atol=1e-5)
+    shifted = [(x + 1.0,) for (x,) in batches]
+    reestimate_bn(net, shifted, reference=ref)
+    assert not torch.allclose(net[1].running_mean, mean0, atol=1e-3)
+
+
+def test_calibration_set_shapes_and_augmentation():
+    photos = [str(p) for p in sample_photos()[:2]]
+    y, cbcr = calibration_set(photos, qfs=(None, 50), resizes=(256,), flips=(False, True), threads=1)
+    assert y.shape == (8, 64, 28, 28) and cbcr.shape == (8, 128, 14, 14) and y.dtype == torch.float32
+    # rows: resize-major, then flip, then image x version; a flip negates odd horizontal frequencies
+    assert torch.allclose(y[4, 1], -y[0, 1].flip(-1), atol=1e-3)      # band 1 = natural (0, 1): odd u
+    assert not torch.allclose(y[0], y[1])                              # the QF 50 re-encoding differs
+
+
+def test_command_writes_a_checkpoint_the_classifier_loads(tmp_path, capsys):
+    photos = [str(p) for p in sample_photos()[:3]]
+    out = tmp_path / "lite0_n8.pt"
+    assert main(["calibrate", "efficientnet_lite0_dct", "--bands", "8", *photos, "-o", str(out), "-q",
+                 "-j", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    ckpt = load_checkpoint(out)
+    assert ckpt.model == "efficientnet_lite0_dct" and ckpt.model_kwargs["bands"] == 8
+    assert ckpt.extra["calibration"]["steps"] == ["lsq", "bn"]
+    clf = Classifier("efficientnet_lite0_dct", weights=str(out), threads=2)
+    assert clf.layout.channels_per_component == (8, 8, 8)
+    plain = resolve("efficientnet_lite0_dct", bands=8).model
+    assert not torch.equal(clf.model.stem_conv.conv_y.weight, plain.stem_conv.conv_y.weight)
+    assert torch.equal(clf.model.stem_conv.edge_basis_cb, ckpt.state_dict["stem_conv.edge_basis_cb"])
+    bundle = resolve(None, weights=str(out))
+    assert bundle.model.model_kwargs["bands"] == 8
+    preds = clf.predict(photos[:1], topk=1)
+    assert preds[0].error is None and len(preds[0]) == 1
+
+
+def test_command_errors_are_one_line(tmp_path, capsys):
+    photo = str(sample_photos()[0])
+    assert main(["calibrate", "efficientnet_lite0_dct", "--bands", "8", photo, "-o", str(tmp_path / "x.pt"),
+                 "--steps", "lsq,magic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dctnet calibrate: unknown calibration step") and "\n" not in err
+    assert main(["calibrate", "efficientnet_lite0", "--bands", "8", photo, "-o", str(tmp_path / "x.pt")]) == 2
+    assert "RGB model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["calibrate", "efficientnet_lite0_dct", "--bands", "65", photo, "-o", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.parametrize("target", ["features", "logits"])
+def test_distill_reduces_the_error_and_trains_only_early_layers(random_full, target):
+    y, cbcr = _synthetic(batch=4, h=4, w=4, seed=3)
+    base = calibrate(random_full, 8, (y, cbcr), steps=("lsq",), progress=False)
+    model = calibrate(random_full, 8, (y, cbcr), steps=("lsq", "distill"), progress=False,
+                      distill_options={"iterations": 12, "batch_size": 4, "depth": 2, "lr": 3e-2, "target": target})
+    info = model.calibration["distill"]
+    assert info["loss_last"] < info["loss_first"]
+    before, after = base.state_dict(), model.state_dict()
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("_blocks") else "")
+               for k in after if not torch.equal(before[k], after[k])}
+    assert changed and changed <= {"stem_conv", "_blocks.0", "_blocks.1"}
+    assert "stem_conv" in changed and all(p.requires_grad for p in model.parameters())
