@@ -21,6 +21,17 @@ def model_weights(models: list[str], weights: list[str]) -> list:
     return [weights_argument(w) for w in (weights or [None] * len(models))]
 
 
+def band_count(text: str) -> int:
+    """argparse type: a number of zigzag bands, 1..64."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bands expects an integer 1..64, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"--bands must be in 1..64, got {n}")
+    return n
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

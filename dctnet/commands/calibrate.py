@@ -12,17 +12,9 @@ import time
 
 from .inspect import expand_paths
 
+from . import band_count
+
 HELP = "recover a converted DCT model's accuracy on fewer bands from unlabelled JPEGs (folded, no extra cost)"
-
-
-def _bands(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bands expects an integer 1..64, got {text!r}") from None
-    if not 1 <= n <= 64:
-        raise argparse.ArgumentTypeError(f"--bands must be in 1..64, got {n}")
-    return n
 
 
 def _steps(text: str) -> tuple[str, ...]:
@@ -34,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
                    help="converted model with default weights (efficientnet_lite0_dct) or a full-band checkpoint")
     p.add_argument("data", nargs="+", metavar="DATA", help="unlabelled JPEG files or folders (searched recursively)")
-    p.add_argument("--bands", "-n", type=_bands, required=True, metavar="N",
+    p.add_argument("--bands", "-n", type=band_count, required=True, metavar="N",
                    help="keep the N lowest zigzag frequencies of every component")
     p.add_argument("--out", "-o", required=True, metavar="PATH", help="checkpoint to write")
     p.add_argument("--steps", type=_steps, default=("lsq", "bn"), metavar="S,S",

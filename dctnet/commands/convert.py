@@ -10,17 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import band_count
+
 HELP = "convert a pretrained RGB ResNet into a DCT-input model (exact decode path folded into conv1)"
-
-
-def _bands(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bands expects an integer 1..64, got {text!r}") from None
-    if not 1 <= n <= 64:
-        raise argparse.ArgumentTypeError(f"--bands must be in 1..64, got {n}")
-    return n
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="registered RGB ResNet (resnet18, resnet34, resnet50, resnet50_v1, resnet101, resnet152)")
     p.add_argument("--weights", "-w", required=True, metavar="PATH",
                    help="its weights: a torchvision-style state dict or a dctnet checkpoint")
-    p.add_argument("--bands", "-n", type=_bands, default=64, metavar="N",
+    p.add_argument("--bands", "-n", type=band_count, default=64, metavar="N",
                    help="keep the N lowest zigzag frequencies of every component (default 64: all)")
     p.add_argument("--out", "-o", required=True, metavar="PATH", help="checkpoint to write")
 
