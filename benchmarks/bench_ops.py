@@ -90,6 +90,14 @@ def test_to_tensor_batch64(benchmark, corpora, backend, bands, threads):
     assert result is out and out.shape == (64, 3 * bands, 28, 28)
 
 
+def _read_only(data: list[bytes], threads: int):
+    """The reader alone (the bound for a DCT path): read every file, keep a token of each."""
+    def run():
+        images = dctnet.read_dct_batch(data, threads=threads)
+        return torch.from_numpy(np.stack([im.planes[0][:2, :2] for im in images]).astype(np.float32))
+    return run
+
+
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("path", ["rgb", "dct-n64", "dct-n16", "fused-n64", "fused-n16", "dct-read-only"])
 def test_input_preparation(benchmark, corpora, path, threads):
@@ -107,9 +115,7 @@ def test_input_preparation(benchmark, corpora, path, threads):
     elif path == "dct-read-only":                 # the reader alone: the bound for the DCT path
         data = corpora["prepared"]
 
-        def run():
-            images = dctnet.read_dct_batch(data, threads=threads)
-            return torch.from_numpy(np.stack([im.planes[0][:2, :2] for im in images]).astype(np.float32))
+        run = _read_only(data, threads)
     else:
         layout = DCTLayout("upsampling", int(path.rsplit("-n", 1)[1]))
         out = torch.empty(output_shapes(layout, n, 28, 28)[0])
@@ -144,9 +150,7 @@ def test_resize_originals(benchmark, corpora, path, threads):
         def run():
             return prep.batch(data, threads=threads, out=out)[0]
     elif path == "read-only":
-        def run():
-            images = dctnet.read_dct_batch(data, threads=threads)
-            return torch.from_numpy(np.stack([im.planes[0][:2, :2] for im in images]).astype(np.float32))
+        run = _read_only(data, threads)
     else:
         layout = DCTLayout("upsampling", int(path.rsplit("-n", 1)[1]))
         out = torch.empty(output_shapes(layout, n, 28, 28)[0])
