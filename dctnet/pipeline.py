@@ -187,6 +187,10 @@ class DCTPipeline(Pipeline):
         size: crop side in pixels (the model's input size; multiple of 16 for 4:2:0 layouts).
         train: random crop + random flip, seeded per batch (``pipeline(srcs, seed=s)``), or a
             centre crop (evaluation).
+        train_crop: the training crop: ``"random-resized"`` (torchvision's RandomResizedCrop,
+            resampled in the DCT domain: any image size, the geometry RGB training uses) or
+            ``"random"`` (exact block-aligned crops of the original, no resampling; images
+            smaller than the crop are errors).
         threads: reader threads (default: all cores).
         device: where the inputs go; on CUDA the rearrangement runs there (Triton).
         backend: :func:`~dctnet.ops.to_tensor` backend (``"auto"``: numba on CPU, Triton on CUDA).
@@ -210,7 +214,7 @@ class DCTPipeline(Pipeline):
     def __init__(self, layout: DCTLayout, size: int, *, train: bool = False, threads: int | None = None,
                  device: str | torch.device = "cpu", backend: str = "auto",
                  small: Literal["resize", "error"] = "resize", prepared: tuple[int, int] | None = None,
-                 resize: int | None = None):
+                 resize: int | None = None, train_crop: Literal["random-resized", "random"] = "random-resized"):
         if small not in ("resize", "error"):
             raise ValueError(f"small must be 'resize' or 'error', not {small!r}")
         if train and small == "resize":
@@ -219,6 +223,9 @@ class DCTPipeline(Pipeline):
         self.threads = threads or os.cpu_count() or 1
         self.device = torch.device(device)
         self.backend, self.small, self.prepared, self.resize = backend, small, prepared, resize
+        if train_crop not in ("random-resized", "random"):
+            raise ValueError(f"train_crop must be 'random-resized' or 'random', not {train_crop!r}")
+        self.train_crop = train_crop
         if resize is not None and (train or prepared is not None):
             raise ValueError("resize= is the evaluation geometry (centre crop of the resized image); training "
                              "crops and prepared files do not take it")
@@ -226,8 +233,9 @@ class DCTPipeline(Pipeline):
             raise ValueError(f"a prepared pipeline evaluates at its crop ({prepared[1]}), not {self.size} / training")
 
     def __repr__(self) -> str:
+        crop = f", crop={self.train_crop}" if self.train else ""
         return (f"DCTPipeline({self.layout.kind}, bands={self.layout.bands}, size={self.size}, resize={self.resize}, "
-                f"train={self.train})")
+                f"train={self.train}{crop})")
 
     @property
     def fused(self) -> bool:
@@ -241,7 +249,7 @@ class DCTPipeline(Pipeline):
         g = torch.Generator()
         if seed is not None:
             g.manual_seed(int(seed))
-        return {"crop": "random", "flip": "random", "generator": g}
+        return {"crop": self.train_crop, "flip": "random", "generator": g}
 
     def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None,
                  out: Inputs | None = None) -> Batch:
@@ -261,6 +269,12 @@ class DCTPipeline(Pipeline):
     # --- the two routes ------------------------------------------------------------------
 
     def _fused(self, srcs: list, seed: int | None, out) -> Batch:
+        if self.train and self.train_crop == "random-resized":
+            x, errs = read_to_tensor(srcs, self.layout, size=self.size, threads=self.threads, out=out,
+                                     on_error="return", **self._geometry(seed))
+            errors = list(errs)
+            return Batch(x if any(e is None for e in errors) else None, errors,
+                         ["dct" if e is None else None for e in errors])
         if self.resize is not None:
             x, errs = read_to_tensor(srcs, self.layout, size=self.size, threads=self.threads, out=out,
                                      on_error="return", resize=self.resize, crop="center")
@@ -300,7 +314,7 @@ class DCTPipeline(Pipeline):
                 continue
             try:
                 path = "dct"
-                if self.resize is not None:
+                if self.resize is not None or (self.train and self.train_crop == "random-resized"):
                     usable_size(img, self.layout)  # raises for colour spaces no layout takes (CMYK)
                 elif not self._fits(img):
                     if self.small == "error":
@@ -319,8 +333,10 @@ class DCTPipeline(Pipeline):
             paths[i] = path
         if not ready:
             return Batch(None, errors, paths)
-        if self.resize is not None:  # the resize runs on the CPU (numba); CUDA gets the result
-            x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, crop="center")
+        resampled = self.resize is not None or (self.train and self.train_crop == "random-resized")
+        if resampled:  # the resampling runs on the CPU (numba); CUDA gets the result
+            geometry = self._geometry(seed) if self.train else {"crop": "center"}
+            x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, **geometry)
             if self.device.type != "cpu":
                 x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
         else:

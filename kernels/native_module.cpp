@@ -133,7 +133,9 @@ constexpr int kViewRows = 6;         // 3 plane heights in blocks
 constexpr int kViewCols = 9;         // 3 plane widths in blocks (the row length)
 constexpr int kViewHSamp = 12;       // 3 horizontal sampling factors
 constexpr int kViewVSamp = 15;       // 3 vertical sampling factors
-constexpr int kViewSize = 18;
+constexpr int kViewWidth = 18;       // image width in pixels
+constexpr int kViewHeight = 19;      // image height in pixels
+constexpr int kViewSize = 20;
 
 // Offers a successful read to the sink. Returns true when the sink consumed it.
 bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) {
@@ -142,6 +144,8 @@ bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) 
   view[kViewComponents] = r->num_components;
   view[kViewColorspace] = r->colorspace;
   view[kViewQtables] = reinterpret_cast<int64_t>(r->buffer);
+  view[kViewWidth] = r->width;
+  view[kViewHeight] = r->height;
   for (int c = 0; c < r->num_components; ++c) {
     view[kViewPlanes + c] = reinterpret_cast<int64_t>(static_cast<char*>(r->buffer) + r->plane_offset[c]);
     view[kViewRows + c] = r->height_in_blocks[c];

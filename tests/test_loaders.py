@@ -85,7 +85,7 @@ def _odd_u_signs(layout: DCTLayout) -> torch.Tensor:
 def test_dct_train_batches_are_block_aligned_crops_and_exact_flips(synth):
     # No normalisation, so a flip is exactly "reverse block columns, negate odd u".
     layout = DCTLayout("upsampling", 10)
-    ds = DCTDataset(synth, layout, 32, train=True)
+    ds = DCTDataset(synth, layout, 32, train=True, crop="random")
     req = BatchRequest(tuple(range(len(synth))), seed=7)
     x, y = ds[req]
     assert x.shape == (len(synth), 30, 4, 4) and x.dtype == torch.float32
@@ -169,7 +169,7 @@ def test_bad_files_raise_with_their_name_or_are_skipped(synth, tmp_path):
 
 def test_images_smaller_than_the_crop_are_named(synth):
     with pytest.raises(ValueError, match=r"00000\.jpg.*smaller.*dctnet prepare"):
-        DCTDataset(synth, DCTLayout("upsampling", 2), 80, train=True)[BatchRequest((0,), 0)]
+        DCTDataset(synth, DCTLayout("upsampling", 2), 80, train=True, crop="random")[BatchRequest((0,), 0)]
     with pytest.raises(ValueError, match="multiple of 16"):
         DCTDataset(synth, DCTLayout("upsampling", 2), 40, train=True)
 

@@ -56,8 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     p.add_argument("--size", type=int, metavar="PX", help="training crop in pixels (default: the model's input "
                    "size; a multiple of 16 for DCT models)")
-    p.add_argument("--augment", choices=["rrc", "crop"], default="rrc", help="RGB models: RandomResizedCrop "
-                   "(torchvision's) or a plain random crop (DCT models always crop on blocks and flip)")
+    p.add_argument("--augment", choices=["rrc", "crop"], default="rrc", help="RandomResizedCrop (torchvision's; "
+                   "DCT models: resampled in the DCT domain) or a plain random crop (DCT models: exact, on the "
+                   "block grid); both with random horizontal flips")
     p.add_argument("--scale", type=_scale, default=(0.08, 1.0), metavar="MIN,MAX",
                    help="RandomResizedCrop area range (default 0.08,1)")
     p.add_argument("--stats-images", type=int, default=1000, help="DCT models: images for the normalisation "

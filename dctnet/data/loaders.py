@@ -47,7 +47,7 @@ from torch.utils.data import DistributedSampler, Sampler
 from ..codec import JPEGError
 from ..imaging import RGBPreprocess, decode_rgb, resize_for_crop, resize_shorter
 from ..models import resolve
-from ..ops import DCTLayout, output_shapes
+from ..ops import DCTLayout, output_shapes, random_resized_crop_box
 from ..pipeline import DCTPipeline
 from .datasets import Dataset
 
@@ -180,6 +180,9 @@ class DCTDataset(torch.utils.data.Dataset):
         layout: the model's :class:`~dctnet.ops.DCTLayout` (with its normalisation statistics).
         size: crop size in pixels (multiple of 16; e.g. 224 -> a 28x28 block grid).
         train: random crop + random flip (True) or centre crop (False).
+        crop: the training crop (:class:`~dctnet.pipeline.DCTPipeline`'s ``train_crop``):
+            ``"random-resized"`` (RandomResizedCrop resampled in the DCT domain, any image size)
+            or ``"random"`` (exact block-aligned crops; images smaller than the crop are errors).
         threads: reader threads per batch.
         backend: :func:`~dctnet.ops.to_tensor` backend (``"auto"``: numba on CPU).
         on_error: ``"raise"`` (a bad file stops training with its name) or ``"skip"`` (drop it from
@@ -191,7 +194,8 @@ class DCTDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: Dataset, layout: DCTLayout, size: int, *, train: bool, threads: int = 1,
-                 backend: str = "auto", on_error: Literal["raise", "skip"] = "raise"):
+                 backend: str = "auto", on_error: Literal["raise", "skip"] = "raise",
+                 crop: Literal["random-resized", "random"] = "random-resized"):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         if size % 16:
@@ -200,7 +204,7 @@ class DCTDataset(torch.utils.data.Dataset):
         self.threads, self.backend, self.on_error = int(threads), backend, on_error
         # Images smaller than the crop are errors here (never re-encoded): prepare the set.
         self.pipeline = DCTPipeline(layout, self.size, train=self.train, threads=self.threads, backend=backend,
-                                    small="error")
+                                    small="error", train_crop=crop)
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
         self.skipped: list[str] = []
         self.pin = torch.cuda.is_available()
@@ -297,36 +301,6 @@ class DCTLoader:
 
 
 # ------------------------------------------------------------------------------------ RGB
-
-
-def random_resized_crop_box(height: int, width: int, generator: torch.Generator,
-                            scale: tuple[float, float] = (0.08, 1.0),
-                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """torchvision ``RandomResizedCrop.get_params`` semantics: ``(top, left, h, w)`` of the crop.
-
-    Ten attempts at an area fraction uniform in ``scale`` and a log-uniform aspect ratio in
-    ``ratio``; if none fits, the whole image clamped to the ratio range, centred.
-    """
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(10):
-        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
-        target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
-        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        h, w = height, int(round(height * max(ratio)))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def _normalise(pixels: np.ndarray, mean, std) -> torch.Tensor:
@@ -434,7 +408,9 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
             batch, or centre crops in order; batch_size: per rank; workers: threads (DCT) or
             processes (RGB); seed, rank, world_size: see :class:`SeededBatchSampler`;
             size: crop size (default: the model's ``input_config.image_size``); augment,
-            scale: RGB training augmentation (see :class:`RGBTrainDataset`).
+            scale: training augmentation (see :class:`RGBTrainDataset`); DCT models: ``"rrc"``
+            is RandomResizedCrop resampled in the DCT domain (scale 0.08-1 only), ``"crop"``
+            exact block-aligned random crops.
 
     Returns:
         An iterable of ``(inputs, labels int64 (B,))`` with ``set_epoch(epoch)`` and ``len``.
@@ -445,8 +421,12 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
         layout = bundle.input
         if layout.mean is None:
             raise ValueError("the model's layout has no normalisation statistics (dctnet.ops.compute_stats)")
+        if augment not in ("rrc", "crop"):
+            raise ValueError(f"augment must be 'rrc' or 'crop', not {augment!r}")
+        if train and augment == "rrc" and tuple(scale) != (0.08, 1.0):
+            raise ValueError(f"DCT models' RandomResizedCrop uses scale (0.08, 1.0), not {tuple(scale)}")
         ds = DCTDataset(dataset, layout, size, train=train, threads=1 if workers > 0 else (os.cpu_count() or 1),
-                        backend=backend, on_error=on_error)
+                        backend=backend, on_error=on_error, crop="random-resized" if augment == "rrc" else "random")
         sampler = SeededBatchSampler(len(dataset), batch_size, shuffle=train, drop_last=train, seed=seed,
                                      rank=rank, world_size=world_size)
         return DCTLoader(ds, sampler, workers=workers, pin_memory=pin_memory)

@@ -7,14 +7,14 @@ a numba CPU kernel and a Triton GPU kernel. ``compute_stats`` measures the norma
 is gathered by the reader thread that decoded it.
 """
 
-from .align import align_blocks, plan_geometry, usable_size
+from .align import align_blocks, plan_geometry, random_resized_crop_box, usable_size
 from .fused_read import read_to_tensor
 from .layout import ZIGZAG, BlockBatch, DCTLayout, zigzag_bands
 from .outputs import output_shapes
 from .rearrange import BACKENDS, compute_stats, to_tensor
-from .resize import resize_geometry, resize_to_tensor
+from .resize import crop_window, resize_geometry, resize_to_tensor
 from .reference import blocks_to_tensor_torch, check_block_batch, normalisation
 
 __all__ = ["ZIGZAG", "BlockBatch", "DCTLayout", "zigzag_bands", "align_blocks", "plan_geometry", "usable_size", "to_tensor", "read_to_tensor",
            "compute_stats", "output_shapes", "blocks_to_tensor_torch", "check_block_batch", "normalisation", "BACKENDS",
-           "resize_geometry", "resize_to_tensor"]
+           "resize_geometry", "resize_to_tensor", "random_resized_crop_box", "crop_window"]

@@ -27,7 +27,7 @@ _LAUNCH_LOCK = threading.Lock()
 
 
 @intrinsic
-def _voidptr(typingctx, address):
+def voidptr(typingctx, address):
     """int64 address -> void* (so that ``numba.carray`` can view a plane the caller owns)."""
     sig = types.voidptr(types.int64)
 
@@ -130,13 +130,13 @@ def _gather_image(i, address, row_len, row0, col0, is_float, fl, qsteps, bands, 
         c0 = col0[c]
         shape = (r0 + h, rl, 64)
         if is_float[c]:
-            src_f = carray(_voidptr(ptr), shape, np.float32)
+            src_f = carray(voidptr(ptr), shape, np.float32)
             if up:
                 _component_up(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
             else:
                 _component(src_f, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
         else:
-            src_i = carray(_voidptr(ptr), shape, np.int16)
+            src_i = carray(voidptr(ptr), shape, np.int16)
             if up:
                 _component_up(src_i, r0, c0, fl, h, w, ks[:nb], scales[:nb], means, inv_stds, out, i, ch_off[c])
             else:
@@ -181,7 +181,8 @@ def fused_gather(address, row_len, row0, col0, is_float, flip, qsteps, bands, nb
 # Fields of the int64 image view the reader passes (kernels/native_module.cpp, kView*).
 VIEW_COMPONENTS, VIEW_COLORSPACE, VIEW_QTABLES, VIEW_PLANES, VIEW_ROWS, VIEW_COLS, VIEW_HSAMP, VIEW_VSAMP = \
     0, 1, 2, 3, 6, 9, 12, 15
-VIEW_SIZE = 18
+VIEW_WIDTH, VIEW_HEIGHT = 18, 19
+VIEW_SIZE = 20
 _JCS_YCBCR = 3
 
 # Fields of the int64 context array built by dctnet.ops.fused_read.
@@ -234,7 +235,7 @@ def _sink_body(context, index, view):
     steps_v = (gh - hb) // unit
     steps_h = (gw - wb) // unit
     if ctx[CTX_RANDOM]:
-        uniform = carray(_voidptr(ctx[CTX_UNIFORM]), (ctx[CTX_BATCH], 2), np.float64)
+        uniform = carray(voidptr(ctx[CTX_UNIFORM]), (ctx[CTX_BATCH], 2), np.float64)
         top = min(np.int64(uniform[index, 0] * (steps_v + 1)), steps_v) * unit
         left = min(np.int64(uniform[index, 1] * (steps_h + 1)), steps_h) * unit
     else:
@@ -248,7 +249,7 @@ def _sink_body(context, index, view):
     is_float = np.zeros(3, np.bool_)
     qsteps = np.ones((3, 64), np.float32)
     used = 3 if colour else 1
-    qt = carray(_voidptr(v[VIEW_QTABLES]), (ncomp, 64), np.uint16)
+    qt = carray(voidptr(v[VIEW_QTABLES]), (ncomp, 64), np.uint16)
     for c in range(used):
         address[c] = v[VIEW_PLANES + c]
         row_len[c] = v[VIEW_COLS + c]
@@ -258,20 +259,20 @@ def _sink_body(context, index, view):
             for k in range(64):
                 qsteps[c, k] = np.float32(qt[c, k])
     batch = ctx[CTX_BATCH]
-    out_y = carray(_voidptr(ctx[CTX_OUT_Y]), (batch, ctx[CTX_CH_Y], hb, wb), np.float32)
+    out_y = carray(voidptr(ctx[CTX_OUT_Y]), (batch, ctx[CTX_CH_Y], hb, wb), np.float32)
     if kind == KIND_LATE_CONCAT:
-        out_c = carray(_voidptr(ctx[CTX_OUT_C]), (batch, ctx[CTX_CH_C], hb // 2, wb // 2), np.float32)
+        out_c = carray(voidptr(ctx[CTX_OUT_C]), (batch, ctx[CTX_CH_C], hb // 2, wb // 2), np.float32)
     else:
         out_c = out_y
     channels = ctx[CTX_CHANNELS]
-    flip = carray(_voidptr(ctx[CTX_FLIP]), (batch,), np.uint8)
+    flip = carray(voidptr(ctx[CTX_FLIP]), (batch,), np.uint8)
     _gather_image(index, address, row_len, row0, col0, is_float, flip[index] != 0, qsteps,
-                  carray(_voidptr(ctx[CTX_BANDS]), (3, 64), np.int64),
-                  carray(_voidptr(ctx[CTX_NBANDS]), (3,), np.int64),
-                  carray(_voidptr(ctx[CTX_CH_OFF]), (3,), np.int64),
-                  carray(_voidptr(ctx[CTX_STAT_OFF]), (3,), np.int64),
-                  carray(_voidptr(ctx[CTX_MEAN]), (channels,), np.float32),
-                  carray(_voidptr(ctx[CTX_INV_STD]), (channels,), np.float32),
+                  carray(voidptr(ctx[CTX_BANDS]), (3, 64), np.int64),
+                  carray(voidptr(ctx[CTX_NBANDS]), (3,), np.int64),
+                  carray(voidptr(ctx[CTX_CH_OFF]), (3,), np.int64),
+                  carray(voidptr(ctx[CTX_STAT_OFF]), (3,), np.int64),
+                  carray(voidptr(ctx[CTX_MEAN]), (channels,), np.float32),
+                  carray(voidptr(ctx[CTX_INV_STD]), (channels,), np.float32),
                   ctx[CTX_NCOMP], hb, wb, out_y, out_c, kind == KIND_UPSAMPLING)
     return CONSUMED
 

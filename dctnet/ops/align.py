@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
+import math
+
 import numpy as np
 import torch
 
@@ -30,7 +32,7 @@ from ..codec import DCTImage
 from .dct_domain import FLIP_SIGN, resample_axis
 from .layout import BlockBatch, DCTLayout
 
-__all__ = ["align_blocks", "plan_geometry", "GeometryPlan"]
+__all__ = ["align_blocks", "plan_geometry", "GeometryPlan", "random_resized_crop_box"]
 
 Crop = Union[None, str]
 Size = Union[None, int, Sequence[int]]
@@ -164,6 +166,36 @@ def random_crop_draws(batch: int, generator: torch.Generator | None) -> np.ndarr
     rv = torch.rand(batch, generator=generator, dtype=torch.float64)
     rh = torch.rand(batch, generator=generator, dtype=torch.float64)
     return torch.stack([rv, rh], 1).numpy()
+
+
+def random_resized_crop_box(height: int, width: int, generator: torch.Generator,
+                            scale: tuple[float, float] = (0.08, 1.0),
+                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision ``RandomResizedCrop.get_params`` semantics: ``(top, left, h, w)`` of the crop.
+
+    Ten attempts at an area fraction uniform in ``scale`` and a log-uniform aspect ratio in
+    ``ratio``; if none fits, the whole image clamped to the ratio range, centred.
+    """
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u[1])
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def flip_flags(flip: Flip, batch: int, generator: torch.Generator | None) -> np.ndarray:

@@ -31,7 +31,8 @@ from .align import Crop, Flip, Size, flip_flags, pixels_to_blocks, plan_geometry
 from .layout import DCTLayout
 from .outputs import Output, check_out, output_shapes
 from .rearrange import gather_tables, run_plan
-from .resize import resize_to_tensor
+from .resize import SinkPlan, check_resize_arguments, crop_draws, image_window, resize_image_into, \
+    resize_sink_address
 
 __all__ = ["read_to_tensor"]
 
@@ -162,15 +163,9 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
     """
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
-    if resize is not None:
-        srcs = list(srcs)
-        images, errors = codec.read_dct_batch(srcs, threads=threads, on_error="return", strict=strict,
-                                              max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                                              max_scan_blocks=max_scan_blocks)
-        flips = flip_flags(flip, len(srcs), generator)
-        output = resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, out=out,
-                                  threads=threads, errors=errors)
-        del images
+    if resize is not None or crop == "random-resized":
+        output, errors = _read_resized(srcs, layout, size, resize, crop, flip, generator, out, threads, strict,
+                                       max_pixels, max_scans, max_bytes, max_scan_blocks)
     else:
         output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
                                          max_pixels, max_scans, max_bytes, max_scan_blocks)
@@ -186,6 +181,61 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
         finally:
             error = None
     return output
+
+
+def _read_resized(srcs, layout, size, resize, crop, flip, generator, out, threads, strict, max_pixels, max_scans,
+                  max_bytes, max_scan_blocks):
+    """read_to_tensor's resampling route: ``(output, errors)``.
+
+    Each file's header is read first (microseconds: no entropy decoding) to plan its
+    operators (:class:`~dctnet.ops.resize.SinkPlan`); the reader's threads then resample each
+    image right after decoding it, while its coefficients are in cache. Images the sink hands
+    back (no plan: a header that did not read, a colour space no layout takes, or a file that
+    changed between the two reads) take :func:`~dctnet.ops.resize.resize_image_into` with the
+    same window and flip, which gives the same numbers or names the problem."""
+    srcs = list(srcs)
+    batch = len(srcs)
+    if batch == 0:
+        raise ValueError("empty batch: no images")
+    check_resize_arguments(layout, size, resize, crop)
+    g = size // 8
+    shapes = output_shapes(layout, batch, g, g)
+    outs = tuple(torch.empty(s, dtype=torch.float32) for s in shapes) if out is None else check_out(
+        out, shapes, torch.float32)
+    if outs[0].device.type != "cpu":
+        raise ValueError(f"read_to_tensor writes CPU tensors, but out is on {outs[0].device}")
+    draws = crop_draws(crop, batch, generator)
+    flips = flip_flags(flip, batch, generator)
+    plan = SinkPlan(layout, size, outs, batch)
+    for i, src in enumerate(srcs):
+        try:
+            header = codec.read_header(src, max_pixels=max_pixels, max_bytes=max_bytes)
+            plan.add(i, header, image_window(header, layout, size, resize, crop, draws[i]), bool(flips[i]))
+        except (ValueError, OSError):
+            pass             # the read (or the Python route after it) reports this item
+    results = read_batch_with_sink(srcs, resize_sink_address(), plan.context.ctypes.data, threads=threads,
+                                   strict=strict, max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
+                                   max_scan_blocks=max_scan_blocks)
+    del plan
+    errors: list[BaseException | None] = [None] * batch
+    views = tuple(t.numpy() for t in outs)
+    for i, item in enumerate(results):       # None: resampled by the reader's thread
+        if isinstance(item, DCTImage):
+            try:
+                # the window from the image itself (the same as the header's, unless the file changed)
+                window = image_window(item, layout, size, resize, crop, draws[i])
+                resize_image_into(item, layout, size, window, views, i, bool(flips[i]))
+            except ValueError as e:
+                errors[i] = _detached(e)
+        elif item is not None:
+            errors[i] = item
+    del results
+    for i, e in enumerate(errors):
+        if e is not None:
+            for t in outs:
+                t[i].zero_()
+    output = outs if layout.kind == "late_concat" else outs[0]
+    return (out if out is not None else output), errors
 
 
 def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict, max_pixels, max_scans,

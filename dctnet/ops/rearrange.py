@@ -15,7 +15,7 @@ from ._numba import fused_gather
 from .align import Crop, Flip, GeometryPlan, Size, blocks_from_plan, flip_flags, plan_geometry
 from .layout import DCTLayout
 from .outputs import Output, check_out, output_shapes
-from .resize import resize_to_tensor
+from .resize import check_resize_arguments, crop_draws, resize_to_tensor
 from .reference import blocks_to_tensor_torch, normalisation
 
 __all__ = ["to_tensor", "compute_stats", "output_shapes", "BACKENDS"]
@@ -129,11 +129,14 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
             in float32 and rounded once).
         device: output device when ``out`` is not given (default CPU).
         resize: resize in the DCT domain first, as the RGB pipeline does: the shorter side to
-            ``resize`` pixels (Pillow's BILINEAR filter and size rule), then the ``size``
-            centre crop on the resized pixel grid (``crop="center"``; offsets need not be on
-            block boundaries). Any sampling, any image size (small images are upscaled by
-            the same operator). :mod:`dctnet.ops.resize`; CPU float32 (numba). ``None`` (the
-            default): exact block crops of the original, as above.
+            ``resize`` pixels (Pillow's BILINEAR filter and size rule), then the ``size`` crop
+            on the resized pixel grid (``crop="center"``, or ``"random"`` at a uniform offset;
+            offsets need not be on block boundaries). Any sampling, any image size (small
+            images are upscaled by the same operator). :mod:`dctnet.ops.resize`; CPU float32
+            (numba). ``None`` (the default): exact block crops of the original, as above,
+            unless ``crop="random-resized"``: torchvision's RandomResizedCrop (scale 0.08-1,
+            ratio 3/4-4/3, drawn from ``generator``), the box resampled to ``size`` by the
+            same operator (:func:`dctnet.ops.resize.crop_window`).
 
     Returns:
         ``upsampling``: ``(B, 3n, Hb, Wb)`` (``nY + nCb + nCr`` channels for band lists);
@@ -148,12 +151,14 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
     else:
         dev = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or torch.float32
-    if resize is not None:
+    if resize is not None or crop == "random-resized":
         if dev.type != "cpu" or dtype != torch.float32 or backend not in ("auto", "numba"):
-            raise ValueError("resize= runs on the CPU in float32 with the numba backend (a CUDA/Triton version "
-                             f"is not written yet); got device={dev}, dtype={dtype}, backend={backend!r}")
+            raise ValueError("resampling (resize= or crop='random-resized') runs on the CPU in float32 with the "
+                             f"numba backend; got device={dev}, dtype={dtype}, backend={backend!r}")
+        check_resize_arguments(layout, size, resize, crop)
+        draws = crop_draws(crop, len(images), generator)      # crop draws first, then flips (read_to_tensor's order)
         flips = flip_flags(flip, len(images), generator)
-        return resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, out=out)
+        return resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, draws=draws, out=out)
     chosen = _choose_backend(backend, dev)
     plan = plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator)
     shapes = output_shapes(layout, plan.batch, plan.hb, plan.wb)

@@ -40,14 +40,20 @@ import numpy as np
 import torch
 from numba import njit
 
+from numba import carray, cfunc, types
+
 from ..codec import DCTImage, JPEGError
+from ._numba import CONSUMED, NOT_FAST_PATH, VIEW_COLORSPACE, VIEW_COLS, VIEW_COMPONENTS, VIEW_HEIGHT, VIEW_PLANES, \
+    VIEW_QTABLES, VIEW_ROWS, VIEW_SIZE, VIEW_WIDTH, voidptr
+from .align import random_crop_draws, random_resized_crop_box
 from .dct_domain import DCT8
 from .layout import DCTLayout
 from .outputs import check_out, output_shapes
 from .reference import normalisation
 
-__all__ = ["AxisOperator", "axis_operator", "bilinear_weights", "resize_geometry", "resize_image_into",
-           "resize_plane", "resize_plane_reference", "resize_to_tensor"]
+__all__ = ["AxisOperator", "CROPS", "PlanePlan", "SinkPlan", "axis_operator", "bilinear_weights", "crop_draws",
+           "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into", "resize_plane",
+           "resize_plane_reference", "resize_sink_address", "resize_to_tensor"]
 
 
 def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[int, int, int, int]:
@@ -301,86 +307,195 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
                         dst[up * jj + b] = value
 
 
-def _plane_samples(img: DCTImage, c: int) -> tuple[int, int]:
+def _plane_samples(info, c: int) -> tuple[int, int]:
     """A component's real samples ``(rows, cols)`` (libjpeg's downsampled_height/width)."""
-    hmax = max(h for h, _ in img.sampling)
-    vmax = max(v for _, v in img.sampling)
-    h, v = img.sampling[c]
-    return -(-img.height * v // vmax), -(-img.width * h // hmax)
+    hmax = max(h for h, _ in info.sampling)
+    vmax = max(v for _, v in info.sampling)
+    h, v = info.sampling[c]
+    return -(-info.height * v // vmax), -(-info.width * h // hmax)
 
 
-def _check(images, layout: DCTLayout, size: int, resize: int, crop) -> None:
-    if crop != "center":
-        raise ValueError(f"resize= takes crop='center' (training crops come with crop='random-resized'), not {crop!r}")
-    unit = 8 if layout.kind == "y_only" else 16
-    if not isinstance(size, (int, np.integer)) or size <= 0 or size % unit:
-        raise ValueError(f"size must be a positive multiple of {unit} pixels for a {layout.kind} layout, not {size!r}")
-    if not isinstance(resize, (int, np.integer)) or resize <= 0:
-        raise ValueError(f"resize must be a positive number of pixels, not {resize!r}")
+CROPS = ("center", "random", "random-resized")
+# torchvision RandomResizedCrop's defaults
+RRC_SCALE = (0.08, 1.0)
+RRC_RATIO = (3 / 4, 4 / 3)
 
 
-def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, resize: int, outs: tuple, row: int,
-                      flip: bool = False) -> None:
-    """One image, resized and centre-cropped in the DCT domain, into row ``row`` of ``outs``.
+def crop_window(width: int, height: int, *, size: int, resize: int | None, crop: str = "center",
+                draw: tuple[float, float] = (0.5, 0.5), generator: torch.Generator | None = None,
+                scale: tuple[float, float] = RRC_SCALE,
+                ratio: tuple[float, float] = RRC_RATIO) -> tuple[float, float, float, float]:
+    """Where the ``size x size`` output grid lies: ``(total_w, total_h, left, top)``.
+
+    The output pixels are ``left .. left + size - 1`` (and ``top ..``) of the image resized to
+    ``total_w x total_h`` (Pillow's BILINEAR, each output pixel ``x`` centred at input
+    ``(x + 0.5) * width / total_w``), the filter clamped to the image:
+
+    * ``"center"``: the RGB pipeline's geometry (:func:`resize_geometry`): shorter side to
+      ``resize``, centre crop.
+    * ``"random"``: the same resize, the crop at a uniform offset: ``draw = (u_v, u_h)`` in
+      ``[0, 1)`` gives ``min(floor(u * (steps + 1)), steps)`` pixels, ``steps`` = resized
+      length - ``size`` (centred on an axis shorter than the crop).
+    * ``"random-resized"``: torchvision's ``RandomResizedCrop`` (:func:`random_resized_crop_box`
+      with ``generator``, ``scale`` and ``ratio``; ``resize`` must be None): the box, resized
+      to ``size x size``; the same numbers as Pillow's ``resize((size, size), BILINEAR,
+      box=...)``.
+    """
+    if crop == "random-resized":
+        if resize is not None:
+            raise ValueError("crop='random-resized' resizes the drawn box itself to the output size; pass resize=None")
+        top, left, h, w = random_resized_crop_box(height, width, generator, scale, ratio)
+        return width * size / w, height * size / h, left * size / w, top * size / h
+    if resize is None:
+        raise ValueError(f"crop={crop!r} with resampling needs resize= (the shorter side before the crop)")
+    new_w, new_h, left, top = resize_geometry(width, height, resize, size)
+    if crop == "random":
+        steps_v, steps_h = new_h - size, new_w - size
+        if steps_v >= 0:
+            top = min(int(draw[0] * (steps_v + 1)), steps_v)
+        if steps_h >= 0:
+            left = min(int(draw[1] * (steps_h + 1)), steps_h)
+    elif crop != "center":
+        raise ValueError(f"crop must be one of {CROPS}, not {crop!r}")
+    return float(new_w), float(new_h), float(left), float(top)
+
+
+@dataclass(frozen=True)
+class PlanePlan:
+    """How one component of one image becomes its channels (shared by the Python route and the
+    reader's sink). ``ops`` is None for a constant plane (gray images' chroma)."""
+
+    component: int
+    ops: tuple[AxisOperator, AxisOperator] | None
+    blocks: tuple[int, int]     # the plane's (rows, cols) in blocks the operators expect
+    up: int                     # nearest upsampling of the output (upsampled chroma: 2)
+    output: int                 # 0: the first output tensor, 1: late_concat's cbcr
+    channel: int                # first channel in that output
+    stat: int                   # first statistic (index into the layout's mean/std)
+    bands: np.ndarray           # int64 (K,) natural band indices
+
+
+def plane_plans(info, block_shapes, layout: DCTLayout, size: int,
+                window: tuple[float, float, float, float], flip: bool) -> list[PlanePlan]:
+    """Per component of the layout, what :func:`_resize_bands` needs for one image.
+
+    ``info``: a :class:`~dctnet.codec.DCTImage` or :class:`~dctnet.codec.JPEGHeader` (width,
+    height, sampling, colorspace); ``block_shapes``: its planes' (rows, cols) in blocks.
+    Raises :class:`~dctnet.JPEGError` naming the image for colour spaces no layout takes.
+    """
+    if info.colorspace not in ("ycbcr", "gray") or len(info.sampling) not in (1, 3):
+        raise JPEGError(info.source, f"{info.colorspace} images cannot be brought to a YCbCr layout")
+    total_w, total_h, left, top = window
+    g = size // 8
+    plans = []
+    channel = 0
+    ny = len(layout.band_indices()[0])
+    for c, bands in enumerate(layout.band_indices()):
+        late = layout.kind == "late_concat" and c > 0
+        output, ch0 = (1, channel - ny) if late else (0, channel)
+        band_array = np.asarray(bands, np.int64)
+        if c >= len(info.sampling):
+            plans.append(PlanePlan(c, None, (0, 0), 1, output, ch0, channel, band_array))
+        else:
+            rows, cols = _plane_samples(info, c)
+            brows, bcols = block_shapes[c]
+            if c == 0:
+                ops = (axis_operator(rows, brows, total_h, top, g),
+                       axis_operator(cols, bcols, total_w, left, g, bool(flip)))
+                up = 1
+            else:                      # the layout's chroma grid: half the luma output
+                ops = (axis_operator(rows, brows, total_h / 2, top / 2, g // 2),
+                       axis_operator(cols, bcols, total_w / 2, left / 2, g // 2, bool(flip)))
+                up = 2 if layout.kind == "upsampling" else 1
+            plans.append(PlanePlan(c, ops, (brows, bcols), up, output, ch0, channel, band_array))
+        channel += len(bands)
+    return plans
+
+
+def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, window: tuple[float, float, float, float],
+                      outs: tuple, row: int, flip: bool = False) -> None:
+    """One image, resampled in the DCT domain onto the output grid ``window``
+    (:func:`crop_window`), into row ``row`` of ``outs``.
 
     Args:
         img: any sampling (YCbCr or gray; gray gets zero chroma, normalised).
         layout: bands, kind and statistics of the output.
-        size, resize: the RGB pipeline's geometry (:func:`resize_geometry`).
+        size: output side in pixels.
+        window: ``(total_w, total_h, left, top)`` from :func:`crop_window`.
         outs: NumPy views of the output tensor(s) as :func:`dctnet.ops.to_tensor` makes them
             (``(B, C, size/8, size/8)``, or Y and CbCr for ``late_concat``).
         flip: horizontal flip of the crop.
 
     Raises :class:`~dctnet.JPEGError` naming the image for colour spaces no layout takes (CMYK).
     """
-    if img.colorspace not in ("ycbcr", "gray") or (img.num_components not in (1, 3)):
-        raise JPEGError(img.source, f"{img.colorspace} images cannot be brought to a YCbCr layout")
     means, inv_stds = normalisation(layout)
-    g = size // 8
-    new_w, new_h, left, top = resize_geometry(img.width, img.height, resize, size)
-    chroma_out = g // 2
-    channel = 0
-    for c, bands in enumerate(layout.band_indices()):
-        bands = np.asarray(bands, np.int64)
-        n = len(bands)
-        if layout.kind == "late_concat":
-            out, ch0, stat0 = (outs[0], 0, 0) if c == 0 else (outs[1], channel - len(layout.band_indices()[0]), channel)
-        else:
-            out, ch0, stat0 = outs[0], channel, channel
-        target = out[row]
-        m, s = means[stat0:stat0 + n], inv_stds[stat0:stat0 + n]
-        if c >= img.num_components:   # gray: zero chroma, normalised
-            target[ch0:ch0 + n] = ((0.0 - m) * s)[:, None, None]
-        else:
-            rows, cols = _plane_samples(img, c)
-            plane = img.planes[c]
-            if c == 0:
-                ro = axis_operator(rows, plane.shape[0], float(new_h), float(top), g)
-                co = axis_operator(cols, plane.shape[1], float(new_w), float(left), g, bool(flip))
-                up = 1
-            else:                      # the layout's chroma grid: half the luma output
-                ro = axis_operator(rows, plane.shape[0], new_h / 2, top / 2, chroma_out)
-                co = axis_operator(cols, plane.shape[1], new_w / 2, left / 2, chroma_out, bool(flip))
-                up = 2 if layout.kind == "upsampling" else 1
-            qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
-            _resize_bands(plane, qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, bands, target, ch0,
-                          m, s, up)
-        channel += n
+    for plan in plane_plans(img, [p.shape[:2] for p in img.planes], layout, size, window, flip):
+        n = len(plan.bands)
+        target = outs[plan.output][row]
+        m, s = means[plan.stat:plan.stat + n], inv_stds[plan.stat:plan.stat + n]
+        if plan.ops is None:           # gray: zero chroma, normalised
+            target[plan.channel:plan.channel + n] = ((0.0 - m) * s)[:, None, None]
+            continue
+        ro, co = plan.ops
+        c = plan.component
+        qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
+        _resize_bands(img.planes[c], qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, plan.bands, target,
+                      plan.channel, m, s, plan.up)
 
 
-def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int, resize: int,
-                     crop: str = "center", flip: np.ndarray | None = None, out=None, threads: int | None = None,
+def check_resize_arguments(layout: DCTLayout, size: int, resize: int | None, crop: str) -> None:
+    """``ValueError`` naming the problem with a resampling call's crop, size or resize."""
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {CROPS} when resampling, not {crop!r}")
+    unit = 8 if layout.kind == "y_only" else 16
+    if not isinstance(size, (int, np.integer)) or size <= 0 or size % unit:
+        raise ValueError(f"size must be a positive multiple of {unit} pixels for a {layout.kind} layout, not {size!r}")
+    if crop == "random-resized":
+        if resize is not None:
+            raise ValueError("crop='random-resized' resizes the drawn box itself to the output size; pass resize=None")
+    elif not isinstance(resize, (int, np.integer)) or resize <= 0:
+        raise ValueError(f"resize must be a positive number of pixels, not {resize!r}")
+
+
+def crop_draws(crop: str, batch: int, generator: torch.Generator | None) -> np.ndarray:
+    """The per-image randomness of a batch's crops, drawn before anything is read so that every
+    route (``to_tensor``, ``read_to_tensor``) gives the same crops: ``"random"``: ``float64
+    (B, 2)`` uniforms; ``"random-resized"``: ``int64 (B,)`` seeds of one generator per image
+    (the box depends on the image's size, which a failed read never reveals); else zeros."""
+    if crop == "random":
+        return random_crop_draws(batch, generator)
+    if crop == "random-resized":
+        return torch.randint(0, 2 ** 62, (batch,), generator=generator, dtype=torch.int64).numpy()
+    return np.zeros((batch, 2))
+
+
+def image_window(info, layout: DCTLayout, size: int, resize: int | None, crop: str, draw) -> tuple:
+    """:func:`crop_window` of one image with its draw from :func:`crop_draws`."""
+    if crop == "random-resized":
+        g = torch.Generator()
+        g.manual_seed(int(draw))
+        return crop_window(info.width, info.height, size=size, resize=None, crop=crop, generator=g)
+    return crop_window(info.width, info.height, size=size, resize=resize, crop=crop,
+                       draw=(float(draw[0]), float(draw[1])))
+
+
+def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int, resize: int | None,
+                     crop: str = "center", flip: np.ndarray | None = None, draws: np.ndarray | None = None,
+                     generator: torch.Generator | None = None, out=None, threads: int | None = None,
                      errors: list | None = None):
-    """DCTImages resized and centre-cropped like the RGB pipeline, into the layout's tensors.
+    """DCTImages resampled like the RGB pipeline, into the layout's tensors.
 
     Args:
         images: ``DCTImage`` s of any sampling (YCbCr or gray); ``None`` entries (items that
             failed before) give zero rows.
         layout: what the model takes.
         size: crop side in pixels (multiple of 16; 8 for ``y_only``).
-        resize: the shorter side the image is resized to before the crop (RGB pipeline's rule).
-        crop: ``"center"``.
+        resize: the shorter side the image is resized to before the crop (RGB pipeline's rule;
+            ``None`` for ``"random-resized"``).
+        crop: ``"center"``, ``"random"`` (random offset in the resized image) or
+            ``"random-resized"`` (torchvision's RandomResizedCrop): :func:`crop_window`.
         flip: ``bool (B,)`` horizontal flips, or ``None``.
+        draws: the batch's crop draws (:func:`crop_draws`); drawn from ``generator`` when None.
         out: output tensor(s) to write into (as :func:`dctnet.ops.to_tensor` returns them).
         threads: images are processed on this many threads (the kernel releases the GIL).
         errors: a list of length B to collect per-image errors in (rows of failed images are
@@ -389,7 +504,7 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
     Returns:
         ``float32 (B, C, size/8, size/8)`` (``(y, cbcr)`` for ``late_concat``).
     """
-    _check(images, layout, size, resize, crop)
+    check_resize_arguments(layout, size, resize, crop)
     b = len(images)
     g = size // 8
     shapes = output_shapes(layout, b, g, g)
@@ -397,6 +512,7 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
         out, shapes, torch.float32)
     views = tuple(t.numpy() for t in outs)
     flips = np.zeros(b, bool) if flip is None else np.asarray(flip, bool)
+    draws = crop_draws(crop, b, generator) if draws is None else draws
 
     def work(i: int):
         try:
@@ -404,7 +520,8 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
                 for v in views:
                     v[i] = 0.0
                 return
-            resize_image_into(images[i], layout, size, resize, views, i, bool(flips[i]))
+            window = image_window(images[i], layout, size, resize, crop, draws[i])
+            resize_image_into(images[i], layout, size, window, views, i, bool(flips[i]))
         except ValueError as e:
             for v in views:
                 v[i] = 0.0
@@ -423,3 +540,143 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
     if out is not None:
         return out
     return outs if layout.kind == "late_concat" else outs[0]
+
+
+# --- the reader's sink: resampling on the reader's threads -----------------------------------
+
+# Fields of one plane's row in the sink's plan table (int64 (B, 3, PLAN_FIELDS)).
+(P_MODE, P_ROWS, P_COLS, P_PV, P_VLO, P_VHI, P_HO, P_WV, P_PHT, P_HLO, P_HHI, P_WO, P_WH, P_UP, P_OUT, P_CH,
+ P_STAT, P_NB, P_BANDS) = range(19)
+PLAN_FIELDS = 19
+MODE_NONE, MODE_RESIZE, MODE_CONST, MODE_UNUSED = 0, 1, 2, 3
+# Fields of the sink's context (int64).
+(RC_BATCH, RC_TABLE, RC_GEOM, RC_OUT_Y, RC_OUT_C, RC_CH_Y, RC_CH_C, RC_G, RC_MEAN, RC_INV_STD, RC_CHANNELS,
+ RC_DEQUANTIZE) = range(12)
+RC_SIZE = 12
+_JCS_GRAYSCALE, _JCS_YCBCR = 1, 3
+
+
+@njit(cache=True, nogil=True)
+def _resize_sink_body(context, index, view):
+    """Resample one decoded image into its output row with the plan the caller made from the
+    file's header (``RC_*`` / ``P_*`` fields above); anything unexpected (no plan, a geometry
+    other than the header's) hands the image back to Python."""
+    ctx = carray(context, (RC_SIZE,), np.int64)
+    v = carray(view, (VIEW_SIZE,), np.int64)
+    batch = ctx[RC_BATCH]
+    table = carray(voidptr(ctx[RC_TABLE]), (batch, 3, PLAN_FIELDS), np.int64)
+    geom = carray(voidptr(ctx[RC_GEOM]), (batch, 3), np.int64)       # width, height, components
+    plan = table[index]
+    ncomp = v[VIEW_COMPONENTS]
+    if plan[0, P_MODE] == MODE_NONE or geom[index, 0] != v[VIEW_WIDTH] or geom[index, 1] != v[VIEW_HEIGHT] \
+            or geom[index, 2] != ncomp:
+        return NOT_FAST_PATH
+    if v[VIEW_COLORSPACE] != (_JCS_YCBCR if ncomp == 3 else _JCS_GRAYSCALE):
+        return NOT_FAST_PATH
+    for c in range(3):
+        if plan[c, P_MODE] == MODE_RESIZE and (v[VIEW_ROWS + c] != plan[c, P_ROWS] or v[VIEW_COLS + c] != plan[c, P_COLS]):
+            return NOT_FAST_PATH
+    g = ctx[RC_G]
+    out_y = carray(voidptr(ctx[RC_OUT_Y]), (batch, ctx[RC_CH_Y], g, g), np.float32)
+    out_c = carray(voidptr(ctx[RC_OUT_C]), (batch, ctx[RC_CH_C], g // 2, g // 2), np.float32)
+    channels = ctx[RC_CHANNELS]
+    means = carray(voidptr(ctx[RC_MEAN]), (channels,), np.float32)
+    inv_stds = carray(voidptr(ctx[RC_INV_STD]), (channels,), np.float32)
+    qt = carray(voidptr(v[VIEW_QTABLES]), (ncomp, 64), np.uint16)
+    qstep = np.ones(64, np.float32)
+    for c in range(3):
+        p = plan[c]
+        mode = p[P_MODE]
+        if mode == MODE_UNUSED:
+            continue
+        nb = p[P_NB]
+        st = p[P_STAT]
+        target = out_y[index] if p[P_OUT] == 0 else out_c[index]
+        if mode == MODE_CONST:
+            for k in range(nb):
+                target[p[P_CH] + k] = (np.float32(0.0) - means[st + k]) * inv_stds[st + k]
+            continue
+        rows = p[P_ROWS]
+        cols = p[P_COLS]
+        ho = p[P_HO]
+        wo = p[P_WO]
+        plane = carray(voidptr(v[VIEW_PLANES + c]), (rows, cols, 64), np.int16)
+        if ctx[RC_DEQUANTIZE]:
+            for k in range(64):
+                qstep[k] = np.float32(qt[c, k])
+        _resize_bands(plane, qstep,
+                      carray(voidptr(p[P_PV]), (ho, 8, p[P_WV]), np.float32),
+                      carray(voidptr(p[P_VLO]), (ho,), np.int64), carray(voidptr(p[P_VHI]), (ho,), np.int64),
+                      carray(voidptr(p[P_PHT]), (wo, p[P_WH], 8), np.float32),
+                      carray(voidptr(p[P_HLO]), (wo,), np.int64), carray(voidptr(p[P_HHI]), (wo,), np.int64),
+                      carray(voidptr(p[P_BANDS]), (nb,), np.int64), target, p[P_CH],
+                      means[st:st + nb], inv_stds[st:st + nb], p[P_UP])
+    return CONSUMED
+
+
+_RESIZE_SINK = None
+
+
+def resize_sink_address() -> int:
+    """Address of the resampling reader sink (a numba cfunc over :func:`_resize_sink_body`)."""
+    global _RESIZE_SINK
+    if _RESIZE_SINK is None:
+        @cfunc(types.int32(types.voidptr, types.int64, types.voidptr), cache=True, nopython=True)
+        def sink(context, index, view):
+            return _resize_sink_body(context, index, view)
+
+        _RESIZE_SINK = sink
+    return _RESIZE_SINK.address
+
+
+class SinkPlan:
+    """The sink's context and plan table for one batch, and the arrays they point to (which
+    must stay alive while the reader runs: keep this object)."""
+
+    def __init__(self, layout: DCTLayout, size: int, outs: tuple[torch.Tensor, ...], batch: int):
+        self.table = np.zeros((batch, 3, PLAN_FIELDS), np.int64)      # MODE_NONE: no plan
+        self.geom = np.zeros((batch, 3), np.int64)
+        self.means, self.inv_stds = normalisation(layout)
+        self.keep: list = []
+        ctx = np.zeros(RC_SIZE, np.int64)
+        ctx[RC_BATCH] = batch
+        ctx[RC_TABLE] = self.table.ctypes.data
+        ctx[RC_GEOM] = self.geom.ctypes.data
+        ctx[RC_OUT_Y] = outs[0].data_ptr()
+        ctx[RC_OUT_C] = outs[-1].data_ptr()
+        ctx[RC_CH_Y] = outs[0].shape[1]
+        ctx[RC_CH_C] = outs[-1].shape[1]
+        ctx[RC_G] = size // 8
+        ctx[RC_MEAN] = self.means.ctypes.data
+        ctx[RC_INV_STD] = self.inv_stds.ctypes.data
+        ctx[RC_CHANNELS] = self.means.shape[0]
+        ctx[RC_DEQUANTIZE] = bool(layout.dequantize)
+        self.context = ctx
+        self.layout, self.size = layout, size
+
+    def add(self, index: int, header, window: tuple, flip: bool) -> None:
+        """Plan image ``index`` from its header (raises ``ValueError`` for images no layout takes:
+        the item is then left to the Python route, which names the problem)."""
+        plans = plane_plans(header, header.block_shapes, self.layout, self.size, window, flip)
+        row = self.table[index]
+        for c in range(3):
+            row[c, P_MODE] = MODE_UNUSED
+        for plan in plans:
+            r = row[plan.component]
+            r[P_OUT], r[P_CH], r[P_STAT], r[P_NB] = plan.output, plan.channel, plan.stat, len(plan.bands)
+            r[P_BANDS] = plan.bands.ctypes.data
+            self.keep.append(plan.bands)
+            if plan.ops is None:
+                r[P_MODE] = MODE_CONST
+                continue
+            ro, co = plan.ops
+            pv, pht = ro.packed, co.packed_t
+            self.keep += [pv, pht, ro.lo, ro.hi, co.lo, co.hi]
+            r[P_MODE] = MODE_RESIZE
+            r[P_ROWS], r[P_COLS] = plan.blocks
+            r[P_PV], r[P_VLO], r[P_VHI] = pv.ctypes.data, ro.lo.ctypes.data, ro.hi.ctypes.data
+            r[P_HO], r[P_WV] = ro.out_blocks, pv.shape[2]
+            r[P_PHT], r[P_HLO], r[P_HHI] = pht.ctypes.data, co.lo.ctypes.data, co.hi.ctypes.data
+            r[P_WO], r[P_WH] = co.out_blocks, pht.shape[1]
+            r[P_UP] = plan.up
+        self.geom[index] = header.width, header.height, len(header.sampling)
