@@ -218,3 +218,141 @@ def test_pretrained_rgb_network_fed_through_the_dct_resize_agrees_with_the_rgb_p
     assert np.abs(dct - rgb).mean() < 0.05          # normalised units: about 3 levels of 255
     agree = np.mean([onnx(rgb[i:i + 25]).argmax(1) == onnx(dct[i:i + 25]).argmax(1) for i in range(0, 100, 25)])
     assert agree >= 0.95, agree
+
+
+# --- the reader's sink and the training crops --------------------------------------------------
+
+SINK_FILES = ["baseline_444", "baseline_420", "baseline_422", "baseline_440", "baseline_411", "progressive_444",
+              "gray", "odd225x223_baseline_444", "odd225x223_baseline_420", "tiny17x9_baseline_422",
+              "tiny17x9_gray", "restart_rows", "arithmetic", "jpegtran-transpose"]
+
+
+def _sink_layouts():
+    from dctnet.ops import DCTLayout
+
+    rng = np.random.default_rng(4)
+    lists = ((0, 1, 8, 9, 2, 63), (0, 1, 8), (0, 16, 9))
+    return {
+        "upsampling16": DCTLayout("upsampling", 16, mean=tuple(rng.normal(0, 5, 48)), std=tuple(rng.uniform(1, 9, 48))),
+        "late_concat_lists": DCTLayout("late_concat", lists, mean=tuple(rng.normal(0, 5, 12)),
+                                       std=tuple(rng.uniform(1, 9, 12))),
+        "y_only": DCTLayout("y_only", (tuple(range(0, 64, 3)),)),
+        "upsampling64_raw": DCTLayout("upsampling", 64, dequantize=False),
+    }
+
+
+@pytest.mark.parametrize("layout_name", ["upsampling16", "late_concat_lists", "y_only", "upsampling64_raw"])
+@pytest.mark.parametrize("crop, resize", [("center", 112), ("random", 128), ("random-resized", None)])
+def test_read_to_tensor_resamples_every_sampling_on_the_reader_threads(variants, layout_name, crop, resize):
+    """The sink (resampling on the reader's threads, planned from each file's header) writes
+    what the Python route writes, bit for bit, for every sampling, odd sizes, crops and flips;
+    and it really takes every image (the native read hands none back)."""
+    import torch
+
+    import dctnet
+    from dctnet.codec import read_batch_with_sink
+    from dctnet.ops import read_to_tensor, to_tensor
+    from dctnet.ops.resize import SinkPlan, crop_draws, image_window, resize_sink_address
+
+    layout = _sink_layouts()[layout_name]
+    srcs = [str(variants[n]) for n in SINK_FILES]
+    for threads in (1, 2):
+        got = read_to_tensor(srcs, layout, size=96, resize=resize, crop=crop, flip="random", threads=threads,
+                             generator=torch.Generator().manual_seed(5))
+        ref = to_tensor(dctnet.read_dct_batch(srcs), layout, size=96, resize=resize, crop=crop, flip="random",
+                        generator=torch.Generator().manual_seed(5))
+        for a, b in zip(got if isinstance(got, tuple) else (got,), ref if isinstance(ref, tuple) else (ref,)):
+            assert torch.equal(a, b)
+    # at the native interface: every item consumed by the sink
+    outs = tuple(torch.zeros(s) for s in dctnet.ops.output_shapes(layout, len(srcs), 12, 12))
+    plan = SinkPlan(layout, 96, outs, len(srcs))
+    draws = crop_draws(crop, len(srcs), torch.Generator().manual_seed(1))
+    for i, src in enumerate(srcs):
+        header = dctnet.read_header(src)
+        plan.add(i, header, image_window(header, layout, 96, resize, crop, draws[i]), False)
+    results = read_batch_with_sink(srcs, resize_sink_address(), plan.context.ctypes.data, threads=2)
+    assert results == [None] * len(srcs)
+
+
+def test_read_to_tensor_resampling_hands_back_what_its_plan_does_not_fit(variants, monkeypatch):
+    """A file whose header the plan was made from is not the file read (it changed in between):
+    the sink hands it back and the Python route resamples the image actually read."""
+    import torch
+
+    import dctnet
+    from dctnet import codec
+    from dctnet.ops import DCTLayout, read_to_tensor, to_tensor
+
+    srcs = [str(variants[n]) for n in ("baseline_444", "odd225x223_baseline_444", "gray")]
+    real = codec.read_header
+    swapped = {srcs[0]: srcs[1], srcs[1]: srcs[0], srcs[2]: srcs[0]}
+    monkeypatch.setattr(codec, "read_header", lambda src, **kw: real(swapped[src], **kw))
+    layout = DCTLayout("upsampling", 6)
+    got = read_to_tensor(srcs, layout, size=64, resize=80, threads=2)
+    ref = to_tensor(dctnet.read_dct_batch(srcs), layout, size=64, resize=80, crop="center")
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("w, h, seed", [(500, 375, 0), (375, 500, 1), (225, 223, 2), (40, 30, 3), (1000, 120, 4)])
+def test_random_resized_window_is_pillows_box_resize(w, h, seed):
+    """crop_window('random-resized') = torchvision's box (same generator draws), resized with
+    Pillow's ``resize((size, size), BILINEAR, box=...)``: the weights against Pillow's own."""
+    import torch
+
+    from dctnet.ops import crop_window, random_resized_crop_box
+
+    size = 64
+    total_w, total_h, left, top = crop_window(w, h, size=size, resize=None, crop="random-resized",
+                                              generator=torch.Generator().manual_seed(seed))
+    y0, x0, bh, bw = random_resized_crop_box(h, w, torch.Generator().manual_seed(seed))
+    assert (total_w, total_h) == pytest.approx((w * size / bw, h * size / bh))
+    img = np.random.default_rng(seed).random((h, w)) * 255
+    got = bilinear_weights(h, total_h, top, size) @ img @ bilinear_weights(w, total_w, left, size).T
+    ref = np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize(
+        (size, size), Image.BILINEAR, box=(x0, y0, x0 + bw, y0 + bh)), dtype=np.float64)
+    assert np.abs(got - ref).max() <= 2e-5 * 255
+
+
+def test_random_crop_of_the_resized_image_is_the_rgb_random_crop():
+    from dctnet.ops import crop_window
+
+    new_w, new_h, _, _ = resize_geometry(500, 375, 256, 224)
+    assert crop_window(500, 375, size=224, resize=256, crop="random", draw=(0.0, 0.0))[2:] == (0.0, 0.0)
+    assert crop_window(500, 375, size=224, resize=256, crop="random", draw=(0.999, 0.999))[2:] == \
+        (float(new_w - 224), float(new_h - 224))
+    for bad in [dict(crop="random-resized", resize=256), dict(crop="middle", resize=256), dict(crop="random", resize=None)]:
+        with pytest.raises(ValueError):
+            crop_window(500, 375, size=224, **bad)
+
+
+def test_dct_training_batches_use_random_resized_crops(tmp_path):
+    """DCTDataset's default training crop: RandomResizedCrop + flips resampled in the DCT domain,
+    seeded per batch; images smaller than the crop are upscaled, not errors."""
+    import torch
+
+    from dctnet.data.datasets import open_dataset
+    from dctnet.data.loaders import BatchRequest, DCTDataset
+    from dctnet.ops import DCTLayout, to_tensor
+    from jpeg_fixtures import read_pnm, run_tool, sample_photos, write_ppm
+
+    rgb = read_pnm(run_tool("djpeg", "-ppm", str(sample_photos()[2])))
+    for k, cls in enumerate(("a", "b")):
+        (tmp_path / cls).mkdir()
+        for j, crop in enumerate((rgb, rgb[:40, :60])):            # one photo, one smaller than the crop
+            ppm = write_ppm(tmp_path / f"{cls}{j}.ppm", crop[:, ::k + 1])
+            run_tool("cjpeg", "-quality", "90", "-sample", "1x1", "-outfile", str(tmp_path / cls / f"{j}.jpg"), str(ppm))
+    ds = open_dataset(str(tmp_path))
+    layout = DCTLayout("upsampling", 6)
+    data = DCTDataset(ds, layout, 64, train=True, threads=2)
+    req = BatchRequest(tuple(range(len(ds))), seed=3)
+    x, y = data[req]
+    assert x.shape == (4, 18, 8, 8) and torch.isfinite(x).all()
+    again, _ = data[req]
+    assert torch.equal(again, x)
+    other, _ = data[BatchRequest(req.indices, seed=4)]
+    assert not torch.equal(other, x)
+    import dctnet
+
+    g = torch.Generator().manual_seed(3)
+    ref = to_tensor(dctnet.read_dct_batch(ds.paths), layout, size=64, crop="random-resized", flip="random", generator=g)
+    assert torch.equal(x, ref)
