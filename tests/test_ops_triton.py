@@ -42,6 +42,13 @@ def test_triton_kernel_compiles_for_ampere_and_hopper():
         assert f"sm_{cc}: ok" in out, out
 
 
+def test_triton_resize_matches_numba_under_interpreter(photos, tmp_path):
+    """The DCT-domain resampler's Triton kernel (CUDA outputs) against the numba kernel: every
+    sampling, gray, downscaling and upscaling, flips, a random-resized crop, three layouts."""
+    out = _run_child("resize", DCTNET_OPS_PHOTO=str(photos[0]), DCTNET_OPS_TMP=str(tmp_path))
+    assert "checked 6 resize cases" in out, out
+
+
 def _setup_child():
     root = os.environ["DCTNET_OPS_ROOT"]
     # Test the parent's sources even if an editable install of another checkout is on the path.
@@ -74,6 +81,13 @@ def _compile_child() -> None:
             kernel = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=dict(_triton._COMPILE_OPTIONS))
             ptx = kernel.asm["ptx"]
             assert "ld.global" in ptx and "st.global" in ptx and "fma.rn.f32" not in ptx, cc
+        rsig = {"src": "*i16", "qstep": "*fp32", "pv": "*fp32", "vlo": "*i64", "pht": "*fp32", "hlo": "*i64",
+                "dst": "*fp32", "src_h": "i32", "src_w": "i32", "out_w": "i32", "wv": "i32", "wh": "i32",
+                "BV": "constexpr", "BH": "constexpr"}
+        src = ASTSource(fn=_triton._resize_kernel, signature=rsig, constexprs={"BV": 32, "BH": 64})
+        kernel = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=dict(_triton._COMPILE_OPTIONS))
+        ptx = kernel.asm["ptx"]
+        assert "ld.global" in ptx and "st.global" in ptx and "tf32" not in ptx, cc   # exact float32 products
         print(f"sm_{cc}: ok")
 
 
@@ -134,5 +148,43 @@ def _child() -> None:
     print(f"checked {cases} cases")
 
 
+def _resize_child() -> None:
+    """Runs in the child process with TRITON_INTERPRET=1: the resampler's Triton route against numba."""
+    _setup_child()
+    import numpy as np
+    import torch
+
+    import dctnet
+    from dctnet.ops import DCTLayout, to_tensor
+    from dctnet.ops import _triton
+    from jpeg_fixtures import read_pnm, run_tool, write_ppm
+
+    assert type(_triton._resize_kernel).__name__ == "InterpretedFunction", type(_triton._resize_kernel)
+    tmp = Path(os.environ["DCTNET_OPS_TMP"])
+    rgb = read_pnm(run_tool("djpeg", "-ppm", os.environ["DCTNET_OPS_PHOTO"]))
+    images = []
+    for i, (switches, (h, w)) in enumerate([(["-sample", "1x1"], (150, 201)), (["-sample", "2x1"], (81, 99)),
+                                            (["-grayscale"], (40, 35)), (["-sample", "2x2"], (17, 9))]):
+        ppm = write_ppm(tmp / f"r{i}.ppm", rgb[:h, :w])
+        path = tmp / f"r{i}.jpg"
+        run_tool("cjpeg", "-quality", "80", *switches, "-outfile", str(path), str(ppm))
+        images.append(dctnet.read_dct(path))
+    rng = np.random.default_rng(0)
+    layouts = [DCTLayout("upsampling", 16).with_stats(rng.normal(0, 5, 48), rng.uniform(1, 9, 48)),
+               DCTLayout("late_concat", ((0, 1, 8, 63), (0, 9), (0, 16, 2))), DCTLayout("y_only", 64)]
+    cases = 0
+    for layout in layouts:
+        for kwargs in (dict(resize=40, crop="center", flip=[True, False, True, False]),
+                       dict(resize=None, crop="random-resized", flip="random")):
+            ref = to_tensor(images, layout, size=32, generator=torch.Generator().manual_seed(2), **kwargs)
+            got = to_tensor(images, layout, size=32, backend="triton", generator=torch.Generator().manual_seed(2),
+                            **kwargs)
+            for r, g in zip(ref if isinstance(ref, tuple) else (ref,), got if isinstance(got, tuple) else (got,)):
+                assert r.shape == g.shape and g.dtype == torch.float32, (r.shape, g.shape)
+                torch.testing.assert_close(g, r, rtol=0, atol=1e-5 * float(r.abs().max()))
+            cases += 1
+    print(f"checked {cases} resize cases")
+
+
 if __name__ == "__main__":
-    _compile_child() if sys.argv[1] == "compile" else _child()
+    {"compile": _compile_child, "resize": _resize_child}.get(sys.argv[1], _child)()

@@ -25,7 +25,7 @@ import triton.language as tl
 from .layout import BlockBatch, DCTLayout
 from .reference import normalisation
 
-__all__ = ["blocks_to_tensor_triton"]
+__all__ = ["blocks_to_tensor_triton", "resize_plane_triton"]
 
 
 @triton.jit
@@ -106,3 +106,57 @@ def blocks_to_tensor_triton(blocks: BlockBatch, layout: DCTLayout, outs: tuple[t
                                  UP=up, NORMALISE=layout.mean is not None, BLOCK_P=block_p,
                                  NB=triton.next_power_of_2(len(bl)), **_COMPILE_OPTIONS)
         stat_off += len(bl)
+
+
+# --- DCT-domain resampling (dctnet.ops.resize) ---------------------------------------------------
+
+@triton.jit
+def _resize_kernel(src, qstep, pv, vlo, pht, hlo, dst, src_h, src_w, out_w, wv, wh,
+                   BV: tl.constexpr, BH: tl.constexpr):
+    """One output block (I, J) = ``Mv_I · Z · Mh_Jᵀ``: ``Z`` the dequantised coefficients of the
+    input blocks under the filter, laid out ``[8 i + v, 8 j + g]`` (``BV x BH``, masked past
+    the operator's band and the plane), two small matrix products, all 64 coefficients out."""
+    I = tl.program_id(0).to(tl.int64)
+    J = tl.program_id(1).to(tl.int64)
+    r = tl.arange(0, BV)
+    c = tl.arange(0, BH)
+    f = tl.arange(0, 16)                       # output frequencies (8, padded for tl.dot)
+    i = tl.load(vlo + I) + r // 8
+    j = tl.load(hlo + J) + c // 8
+    rmask = (r < wv) & (i < src_h)
+    cmask = (c < wh) & (j < src_w)
+    k = (r % 8)[:, None] * 8 + (c % 8)[None, :]
+    zmask = rmask[:, None] & cmask[None, :]
+    z = tl.load(src + (i[:, None] * src_w + j[None, :]) * 64 + k, mask=zmask, other=0).to(tl.float32)
+    z = z * tl.load(qstep + k, mask=zmask, other=0.0)
+    mv = tl.load(pv + (I * 8 + f[:, None]) * wv + r[None, :], mask=(f[:, None] < 8) & (r[None, :] < wv), other=0.0)
+    mh = tl.load(pht + (J * wh + c[:, None]) * 8 + f[None, :], mask=(c[:, None] < wh) & (f[None, :] < 8),
+                 other=0.0)
+    t = tl.dot(mv, z, input_precision="ieee")                 # (16, BH)
+    o = tl.dot(t, mh, input_precision="ieee")                 # (16, 16)
+    tl.store(dst + (I * out_w + J) * 64 + f[:, None] * 8 + f[None, :], o, mask=(f[:, None] < 8) & (f[None, :] < 8))
+
+
+def resize_plane_triton(plane: torch.Tensor, qstep: torch.Tensor, pv: torch.Tensor, vlo: torch.Tensor,
+                        pht: torch.Tensor, hlo: torch.Tensor) -> torch.Tensor:
+    """All 64 output coefficients of one resampled plane.
+
+    Args:
+        plane: ``int16 (Hb, Wb, 64)`` quantised coefficients, contiguous, on the kernel's device.
+        qstep: ``float32 (64,)`` dequantisation steps (ones for raw coefficients).
+        pv, vlo: the vertical operator's packed bands ``float32 (Ho, 8, 8 width)`` and first
+            input blocks ``int64 (Ho,)`` (:class:`dctnet.ops.resize.AxisOperator`).
+        pht, hlo: the horizontal operator's transposed bands ``float32 (Wo, 8 width, 8)`` and
+            first input blocks ``int64 (Wo,)``.
+
+    Returns:
+        ``float32 (Ho, Wo, 64)`` on the same device.
+    """
+    ho, wv = pv.shape[0], pv.shape[2]
+    wo, wh = pht.shape[0], pht.shape[1]
+    dst = torch.empty((ho, wo, 64), dtype=torch.float32, device=plane.device)
+    bv = max(16, triton.next_power_of_2(wv))
+    bh = max(16, triton.next_power_of_2(wh))
+    _resize_kernel[(ho, wo)](plane, qstep, pv, vlo, pht, hlo, dst, plane.shape[0], plane.shape[1], wo, wv, wh,
+                             BV=bv, BH=bh, **_COMPILE_OPTIONS)
+    return dst

@@ -152,13 +152,15 @@ def to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, crop: Crop = Non
         dev = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or torch.float32
     if resize is not None or crop == "random-resized":
-        if dev.type != "cpu" or dtype != torch.float32 or backend not in ("auto", "numba"):
-            raise ValueError("resampling (resize= or crop='random-resized') runs on the CPU in float32 with the "
-                             f"numba backend; got device={dev}, dtype={dtype}, backend={backend!r}")
+        chosen = "triton" if backend == "triton" or (backend == "auto" and dev.type == "cuda") else backend
+        if dtype != torch.float32 or chosen not in ("auto", "numba", "triton") or (chosen != "triton" and dev.type != "cpu"):
+            raise ValueError("resampling (resize= or crop='random-resized') runs in float32, on the CPU with the numba "
+                             f"backend or on CUDA with Triton; got device={dev}, dtype={dtype}, backend={backend!r}")
         check_resize_arguments(layout, size, resize, crop)
         draws = crop_draws(crop, len(images), generator)      # crop draws first, then flips (read_to_tensor's order)
         flips = flip_flags(flip, len(images), generator)
-        return resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, draws=draws, out=out)
+        return resize_to_tensor(images, layout, size=size, resize=resize, crop=crop, flip=flips, draws=draws, out=out,
+                                backend="triton" if chosen == "triton" else "numba", device=dev)
     chosen = _choose_backend(backend, dev)
     plan = plan_geometry(images, layout, crop=crop, size=size, flip=flip, generator=generator)
     shapes = output_shapes(layout, plan.batch, plan.hb, plan.wb)

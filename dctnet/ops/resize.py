@@ -53,7 +53,7 @@ from .reference import normalisation
 
 __all__ = ["AxisOperator", "CROPS", "PlanePlan", "SinkPlan", "axis_operator", "bilinear_weights", "crop_draws",
            "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into", "resize_plane",
-           "resize_plane_reference", "resize_sink_address", "resize_to_tensor"]
+           "resize_plane_reference", "resize_image_into_tensors", "resize_sink_address", "resize_to_tensor"]
 
 
 def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[int, int, int, int]:
@@ -443,6 +443,34 @@ def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, window: tuple
                       plan.channel, m, s, plan.up)
 
 
+def resize_image_into_tensors(img: DCTImage, layout: DCTLayout, size: int, window: tuple[float, float, float, float],
+                              outs: tuple[torch.Tensor, ...], row: int, flip: bool = False) -> None:
+    """:func:`resize_image_into` with the Triton kernel (:func:`dctnet.ops._triton.resize_plane_triton`)
+    on the device of ``outs`` (CUDA, or CPU tensors under ``TRITON_INTERPRET=1``): each plane's
+    64 output coefficients per block, then band selection, normalisation and chroma
+    upsampling as tensor operations on that device."""
+    from ._triton import resize_plane_triton   # optional dependency, imported where used
+
+    dev = outs[0].device
+    means, inv_stds = (torch.from_numpy(a).to(dev) for a in normalisation(layout))
+    for plan in plane_plans(img, [p.shape[:2] for p in img.planes], layout, size, window, flip):
+        n = len(plan.bands)
+        m, s = means[plan.stat:plan.stat + n, None, None], inv_stds[plan.stat:plan.stat + n, None, None]
+        target = outs[plan.output][row, plan.channel:plan.channel + n]
+        if plan.ops is None:           # gray: zero chroma, normalised
+            target.copy_(((0.0 - m) * s).expand_as(target))
+            continue
+        ro, co = plan.ops
+        c = plan.component
+        qstep = img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32)
+        dense = resize_plane_triton(*(torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in (
+            img.planes[c], qstep, ro.packed, ro.lo, co.packed_t, co.lo)))
+        values = (dense[:, :, torch.from_numpy(plan.bands).to(dev)].permute(2, 0, 1) - m) * s
+        if plan.up > 1:
+            values = values.repeat_interleave(plan.up, 1).repeat_interleave(plan.up, 2)
+        target.copy_(values)
+
+
 def check_resize_arguments(layout: DCTLayout, size: int, resize: int | None, crop: str) -> None:
     """``ValueError`` naming the problem with a resampling call's crop, size or resize."""
     if crop not in CROPS:
@@ -482,7 +510,7 @@ def image_window(info, layout: DCTLayout, size: int, resize: int | None, crop: s
 def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int, resize: int | None,
                      crop: str = "center", flip: np.ndarray | None = None, draws: np.ndarray | None = None,
                      generator: torch.Generator | None = None, out=None, threads: int | None = None,
-                     errors: list | None = None):
+                     errors: list | None = None, backend: str = "numba", device: torch.device | str | None = None):
     """DCTImages resampled like the RGB pipeline, into the layout's tensors.
 
     Args:
@@ -500,17 +528,24 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
         threads: images are processed on this many threads (the kernel releases the GIL).
         errors: a list of length B to collect per-image errors in (rows of failed images are
             zero; entries already set are kept); ``None``: raise the first.
+        backend: ``"numba"`` (CPU) or ``"triton"`` (CUDA outputs; CPU only under
+            ``TRITON_INTERPRET=1``): :func:`resize_image_into_tensors`, one image at a time.
+        device: output device when ``out`` is not given (default CPU).
 
     Returns:
         ``float32 (B, C, size/8, size/8)`` (``(y, cbcr)`` for ``late_concat``).
     """
     check_resize_arguments(layout, size, resize, crop)
+    if backend not in ("numba", "triton"):
+        raise ValueError(f"resampling runs with backend 'numba' (CPU) or 'triton' (CUDA), not {backend!r}")
     b = len(images)
     g = size // 8
     shapes = output_shapes(layout, b, g, g)
-    outs = tuple(torch.empty(s, dtype=torch.float32) for s in shapes) if out is None else check_out(
+    outs = tuple(torch.empty(s, dtype=torch.float32, device=device) for s in shapes) if out is None else check_out(
         out, shapes, torch.float32)
-    views = tuple(t.numpy() for t in outs)
+    if backend == "numba" and outs[0].device.type != "cpu":
+        raise ValueError(f"the numba resampler writes CPU tensors, not {outs[0].device} (use backend='triton')")
+    views = tuple(t.numpy() for t in outs) if backend == "numba" else outs
     flips = np.zeros(b, bool) if flip is None else np.asarray(flip, bool)
     draws = crop_draws(crop, b, generator) if draws is None else draws
 
@@ -521,7 +556,10 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
                     v[i] = 0.0
                 return
             window = image_window(images[i], layout, size, resize, crop, draws[i])
-            resize_image_into(images[i], layout, size, window, views, i, bool(flips[i]))
+            if backend == "triton":
+                resize_image_into_tensors(images[i], layout, size, window, outs, i, bool(flips[i]))
+            else:
+                resize_image_into(images[i], layout, size, window, views, i, bool(flips[i]))
         except ValueError as e:
             for v in views:
                 v[i] = 0.0
@@ -530,7 +568,7 @@ def resize_to_tensor(images: Sequence[DCTImage], layout: DCTLayout, *, size: int
             e.__traceback__ = None          # returned errors keep no frame (and no batch) alive
             errors[i] = e
 
-    threads = max(1, min(threads or os.cpu_count() or 1, b))
+    threads = 1 if backend == "triton" else max(1, min(threads or os.cpu_count() or 1, b))
     if threads == 1:
         for i in range(b):
             work(i)
