@@ -12,9 +12,13 @@ the training loaders and `dctnet bench throughput` all feed models through them.
   4:2:0, which needs DCT-domain resampling; given ``DCTImage`` s; CUDA outputs) go through
   :func:`dctnet.read_dct_batch` + :func:`dctnet.ops.to_tensor`, the same numbers. Crops are
   centred (evaluation) or random with random flips (training, seeded), on block boundaries.
-  An image smaller than the crop is, for evaluation only, decoded, resized (shorter side =
-  crop, Pillow bilinear) and re-encoded at its own estimated quality (``small="resize"``;
-  the item's ``path`` is then ``"dct-resized"``), or an error (``small="error"``).
+  With ``resize=`` (every registered DCT model's evaluation), images are resampled in the DCT
+  domain like the RGB pipeline (:mod:`dctnet.ops.resize`), any size. Without it (exact block
+  crops, e.g. prepared data), an image smaller than the crop is, for evaluation only,
+  resampled in the DCT domain with its shorter side to the crop (``small="resize"``; no
+  decode, no re-encode; the item's ``path`` is then ``"dct-resized"``), or an error
+  (``small="error"``). Training crops are RandomResizedCrop resampled in the DCT domain, or
+  exact block crops (``train_crop="random"``).
 * :class:`RGBPipeline`: decode, resize, centre crop, normalise (:class:`RGBPreprocess`).
 
 Either pipeline can first re-encode each file as the papers prepare their data
@@ -39,9 +43,8 @@ from typing import Literal, NamedTuple, Sequence, Union
 import numpy as np
 import torch
 
-from .codec import DCTImage, JPEGError, JPEGSource, read_dct, read_dct_batch
-from .imaging import (RGBPreprocess, decode_rgb, encode_jpeg, prepare_jpeg, read_bytes, reencode_quality,
-                      resize_shorter)
+from .codec import DCTImage, JPEGError, JPEGSource, read_dct_batch
+from .imaging import RGBPreprocess, prepare_jpeg, read_bytes
 from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
 
 __all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "source_name"]
@@ -194,9 +197,9 @@ class DCTPipeline(Pipeline):
         threads: reader threads (default: all cores).
         device: where the inputs go; on CUDA the rearrangement runs there (Triton).
         backend: :func:`~dctnet.ops.to_tensor` backend (``"auto"``: numba on CPU, Triton on CUDA).
-        small: images smaller than the crop: ``"resize"`` (decode, resize the shorter side to
-            the crop, re-encode at the file's estimated quality: not exact, named
-            ``"dct-resized"``; evaluation only) or ``"error"``.
+        small: images smaller than the crop, without ``resize``: ``"resize"`` (resampled in the
+            DCT domain, shorter side to the crop, named ``"dct-resized"``; evaluation only) or
+            ``"error"``.
         prepared: ``(resize, crop)``: re-encode every file as the papers prepare data first
             (see the module docstring; evaluation only, ``crop == size``).
         resize: resize in the DCT domain as the RGB pipeline does (shorter side to ``resize``,
@@ -321,7 +324,7 @@ class DCTPipeline(Pipeline):
                         raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the "
                                                     f"{self.size}x{self.size} crop (prepare the images with "
                                                     "`dctnet prepare --short-side`)")
-                    img, path = self._resized(img, srcs[i]), "dct-resized"
+                    path = "dct-resized"      # resampled in the DCT domain below (no decode)
             except (JPEGError, OSError) as e:
                 errors[i] = _as_jpeg_error(e, img.source)
                 continue
@@ -333,12 +336,26 @@ class DCTPipeline(Pipeline):
             paths[i] = path
         if not ready:
             return Batch(None, errors, paths)
+        resampler = "triton" if self.device.type == "cuda" else "numba"
         resampled = self.resize is not None or (self.train and self.train_crop == "random-resized")
-        if resampled:  # the resampling runs on the CPU (numba); CUDA gets the result
+        small = [k for k, i in enumerate(ok) if paths[i] == "dct-resized"]
+        if resampled:
             geometry = self._geometry(seed) if self.train else {"crop": "center"}
-            x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, **geometry)
-            if self.device.type != "cpu":
-                x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
+            x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, backend=resampler,
+                          device=self.device, **geometry)
+        elif small:   # exact crops, and the images smaller than the crop resampled: shorter side to the crop
+            exact = [k for k in range(len(ready)) if k not in set(small)]
+            x_small = to_tensor([ready[k] for k in small], self.layout, size=self.size, resize=self.size,
+                                crop="center", backend=resampler, device=self.device)
+            x_exact = to_tensor([ready[k] for k in exact], self.layout, size=self.size, backend=self.backend,
+                                device=self.device, **self._geometry(seed)) if exact else None
+            x = tuple(torch.empty((len(ready),) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+                      for t in _parts(x_small))
+            for k, part in enumerate(x):
+                part[small] = _parts(x_small)[k]
+                if x_exact is not None:
+                    part[exact] = _parts(x_exact)[k]
+            x = x if isinstance(x_small, tuple) else x[0]
         else:
             x = to_tensor(ready, self.layout, size=self.size, backend=self.backend, device=self.device,
                           **self._geometry(seed))
@@ -353,18 +370,6 @@ class DCTPipeline(Pipeline):
         """Whether the crop fits in the image (``ValueError`` for images no layout can take)."""
         h, w = usable_size(img, self.layout)
         return h >= self.size and w >= self.size
-
-    def _resized(self, img: DCTImage, src: Source) -> DCTImage:
-        """The documented fallback for images smaller than the crop."""
-        if isinstance(src, DCTImage):
-            raise JPEGError(img.source, f"{img.width}x{img.height} is smaller than the model's "
-                                        f"{self.size}x{self.size} crop; pass the file, not a DCTImage, "
-                                        "to allow resizing")
-        data, _ = read_bytes(src, img.source)
-        rgb = resize_shorter(decode_rgb(data, name=img.source), self.size)
-        jpeg = encode_jpeg(rgb, reencode_quality(img.quality), subsampling="420")
-        out = read_dct(jpeg)
-        return DCTImage(**{**out.__dict__, "source": img.source})
 
 
 def _parts(x) -> tuple:

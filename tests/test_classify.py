@@ -111,19 +111,27 @@ def test_small_dctimage_is_resized_like_its_file(dct_classifier, files):
     np.testing.assert_allclose(from_image, from_file, rtol=1e-5, atol=1e-5)
 
 
-def test_exact_crop_pipeline_keeps_the_resize_fallback(dct_classifier, files):
-    """Without resize (exact block crops, e.g. prepared data), images smaller than the crop are
-    decoded, resized and re-encoded (evaluation) or refused (training), and say so."""
+def test_exact_crop_pipeline_resamples_small_images_in_the_dct_domain(dct_classifier, files):
+    """Without resize (exact block crops, e.g. prepared data), an image smaller than the crop is
+    resampled in the DCT domain, shorter side to the crop (evaluation; no decode, no
+    re-encode), or refused (training with exact crops), and says so."""
+    import torch
+
+    from dctnet.ops import to_tensor
     from dctnet.pipeline import DCTPipeline
 
     layout = dct_classifier.layout
     batch = DCTPipeline(layout, 224, threads=2)([files[0], files[1]])
     assert batch.paths == ["dct", "dct-resized"] and batch.errors == [None, None]
-    train = DCTPipeline(layout, 224, threads=2, train=True)([files[0], files[1]], seed=0)
+    images = dctnet.read_dct_batch(files[:2])
+    assert torch.equal(batch.inputs[0], to_tensor(images[:1], layout, crop="center", size=224)[0])
+    assert torch.equal(batch.inputs[1], to_tensor(images[1:], layout, size=224, resize=224, crop="center")[0])
+    image = DCTPipeline(layout, 224, threads=2)([images[1]])           # a DCTImage: the same
+    assert image.paths == ["dct-resized"] and torch.equal(image.inputs[0], batch.inputs[1])
+    train = DCTPipeline(layout, 224, threads=2, train=True, train_crop="random")([files[0], files[1]], seed=0)
     assert train.errors[0] is None and "smaller than the 224x224 crop" in str(train.errors[1])
-    small = dctnet.read_dct(files[1])
-    image = DCTPipeline(layout, 224, threads=2)([small])
-    assert "smaller than the model's 224x224 crop" in str(image.errors[0])
+    rrc = DCTPipeline(layout, 224, threads=2, train=True)([files[0], files[1]], seed=0)
+    assert rrc.errors == [None, None]                                  # RandomResizedCrop: any size
 
 
 def test_bad_files_are_reported_per_item(dct_classifier, files, tmp_path):
