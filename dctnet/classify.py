@@ -37,8 +37,9 @@ class Prediction(list):
 
     Attributes:
         source: the image's path, ``"<bytes #i>"`` or a DCTImage's source.
-        path: how the input was prepared: ``"dct"``, ``"dct-resized"`` (too small for the
-            crop: resized and re-encoded first), ``"rgb"`` or ``"onnx"``; ``None`` on error.
+        path: how the input was prepared: ``"dct"``, ``"dct-resized"`` (a pipeline of exact
+            block crops, the image too small for the crop: resampled in the DCT domain,
+            shorter side to the crop), ``"rgb"`` or ``"onnx"``; ``None`` on error.
         error: the exception that stopped this image (the list is then empty), else ``None``.
     """
 
