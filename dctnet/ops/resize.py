@@ -142,6 +142,14 @@ class AxisOperator:
         """:attr:`packed` transposed per block: ``float32 (out_blocks, 8 * width, 8)``, contiguous."""
         return np.ascontiguousarray(self.packed.transpose(0, 2, 1))
 
+    @functools.cached_property
+    def sink_fields(self) -> tuple[int, ...]:
+        """``(packed, lo, hi, packed_t addresses, out_blocks, 8 width)``: what the reader's sink
+        table holds for this operator (the arrays live as long as the operator)."""
+        pv, pht = self.packed, self.packed_t
+        return (pv.ctypes.data, self.lo.ctypes.data, self.hi.ctypes.data, pht.ctypes.data, self.out_blocks,
+                pv.shape[2])
+
     @property
     def out_blocks(self) -> int:
         return self.matrix.shape[0] // 8
@@ -375,6 +383,12 @@ class PlanePlan:
     bands: np.ndarray           # int64 (K,) natural band indices
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_bands(layout: DCTLayout) -> tuple[np.ndarray, ...]:
+    """The layout's band lists as int64 arrays (one per component; shared, never written)."""
+    return tuple(np.asarray(bands, np.int64) for bands in layout.band_indices())
+
+
 def plane_plans(info, block_shapes, layout: DCTLayout, size: int,
                 window: tuple[float, float, float, float], flip: bool) -> list[PlanePlan]:
     """Per component of the layout, what :func:`_resize_bands` needs for one image.
@@ -389,11 +403,12 @@ def plane_plans(info, block_shapes, layout: DCTLayout, size: int,
     g = size // 8
     plans = []
     channel = 0
-    ny = len(layout.band_indices()[0])
-    for c, bands in enumerate(layout.band_indices()):
+    all_bands = _layout_bands(layout)
+    ny = len(all_bands[0])
+    for c, band_array in enumerate(all_bands):
+        bands = band_array
         late = layout.kind == "late_concat" and c > 0
         output, ch0 = (1, channel - ny) if late else (0, channel)
-        band_array = np.asarray(bands, np.int64)
         if c >= len(info.sampling):
             plans.append(PlanePlan(c, None, (0, 0), 1, output, ch0, channel, band_array))
         else:
@@ -675,7 +690,7 @@ class SinkPlan:
         self.table = np.zeros((batch, 3, PLAN_FIELDS), np.int64)      # MODE_NONE: no plan
         self.geom = np.zeros((batch, 3), np.int64)
         self.means, self.inv_stds = normalisation(layout)
-        self.keep: list = []
+        self.keep: list = [_layout_bands(layout)]    # (cached, but the table must not outlive them)
         ctx = np.zeros(RC_SIZE, np.int64)
         ctx[RC_BATCH] = batch
         ctx[RC_TABLE] = self.table.ctypes.data
@@ -696,25 +711,20 @@ class SinkPlan:
         """Plan image ``index`` from its header (raises ``ValueError`` for images no layout takes:
         the item is then left to the Python route, which names the problem)."""
         plans = plane_plans(header, header.block_shapes, self.layout, self.size, window, flip)
-        row = self.table[index]
-        for c in range(3):
-            row[c, P_MODE] = MODE_UNUSED
+        rows = [[MODE_UNUSED] + [0] * (PLAN_FIELDS - 1) for _ in range(3)]
         for plan in plans:
-            r = row[plan.component]
+            r = rows[plan.component]
             r[P_OUT], r[P_CH], r[P_STAT], r[P_NB] = plan.output, plan.channel, plan.stat, len(plan.bands)
-            r[P_BANDS] = plan.bands.ctypes.data
-            self.keep.append(plan.bands)
+            r[P_BANDS] = plan.bands.ctypes.data          # the layout's cached arrays (_layout_bands)
             if plan.ops is None:
                 r[P_MODE] = MODE_CONST
                 continue
             ro, co = plan.ops
-            pv, pht = ro.packed, co.packed_t
-            self.keep += [pv, pht, ro.lo, ro.hi, co.lo, co.hi]
+            self.keep += (ro, co)                        # the operators own the arrays the table points to
             r[P_MODE] = MODE_RESIZE
             r[P_ROWS], r[P_COLS] = plan.blocks
-            r[P_PV], r[P_VLO], r[P_VHI] = pv.ctypes.data, ro.lo.ctypes.data, ro.hi.ctypes.data
-            r[P_HO], r[P_WV] = ro.out_blocks, pv.shape[2]
-            r[P_PHT], r[P_HLO], r[P_HHI] = pht.ctypes.data, co.lo.ctypes.data, co.hi.ctypes.data
-            r[P_WO], r[P_WH] = co.out_blocks, pht.shape[1]
+            r[P_PV], r[P_VLO], r[P_VHI], _, r[P_HO], r[P_WV] = ro.sink_fields
+            _, r[P_HLO], r[P_HHI], r[P_PHT], r[P_WO], r[P_WH] = co.sink_fields
             r[P_UP] = plan.up
+        self.table[index] = rows
         self.geom[index] = header.width, header.height, len(header.sampling)
