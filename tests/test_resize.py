@@ -190,7 +190,7 @@ def test_read_to_tensor_with_resize_equals_to_tensor_and_names_bad_files(variant
     assert torch.equal(x[:4], ref)
     with pytest.raises(dctnet.JPEGError, match="cmyk"):
         read_to_tensor(srcs[:5], layout, size=96, resize=112)
-    with pytest.raises(ValueError, match="runs on the CPU"):
+    with pytest.raises(ValueError, match="on the CPU with the numba backend or on CUDA with Triton"):
         to_tensor(images, layout, size=96, resize=112, backend="torch")
 
 
