@@ -201,5 +201,13 @@ def test_training_options_fail_clearly(data, tmp_path):
                           model_kwargs={"width": 8}, **base))
     with pytest.raises(ValueError, match="--weights default: multiqf has no default weights for 8 classes"):
         train(TrainConfig(model="multiqf", out=str(tmp_path / "b"), weights="default", **base))
+    net = create_model("multiqf", weights=False, num_classes=8, **TINY)
     with pytest.raises(ValueError, match="must be >= 0"):
-        create_model("multiqf", weights=False, num_classes=8, **TINY).set_trainable_blocks(-1)
+        net.set_trainable_blocks(-1)
+    net.set_trainable_blocks(99)  # more than there are: every block (the stem is no block)
+    frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.startswith("backbone.stem_") for n in frozen), frozen
+    net.set_trainable_blocks(0)
+    assert [n for n, p in net.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    net.train()
+    assert net.training and not net.backbone.training and not net.backbone.layer1[0].bn1.training

@@ -185,8 +185,9 @@ class MultiQFNet(nn.Module):
     def set_trainable_blocks(self, last: int | None) -> None:
         """Freeze the backbone except its ``last`` blocks (:func:`backbone_blocks`; with
         ``head="logits"`` the backbone's classifier counts as one more block, the last);
-        ``fc`` always trains. ``last=0``: only ``fc`` (Yang et al.'s first setting);
-        ``None``: everything trains. Frozen parts stay in eval mode in ``train()`` (their
+        ``fc`` always trains. ``last=0``: only ``fc`` (Yang et al.'s first setting); a
+        ``last`` beyond the number of blocks unfreezes them all (not the stem); ``None``:
+        everything trains. Frozen parts stay in eval mode in ``train()`` (their
         BatchNorm statistics and dropout are those of the backbone's weights)."""
         if last is not None and last < 0:
             raise ValueError(f"the number of blocks to unfreeze must be >= 0, not {last}")
@@ -206,7 +207,7 @@ class MultiQFNet(nn.Module):
         if self.trainable_blocks is None:
             return []
         groups = backbone_blocks(self.backbone) + ([[self.backbone.fc]] if self.head == "logits" else [])
-        return groups[len(groups) - self.trainable_blocks:] if self.trainable_blocks else []
+        return groups[max(0, len(groups) - self.trainable_blocks):] if self.trainable_blocks else []
 
     def train(self, mode: bool = True) -> "MultiQFNet":
         super().train(mode)
