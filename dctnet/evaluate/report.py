@@ -241,7 +241,8 @@ def _markdown(summary: dict) -> str:
             for s, v in m["selectors"].items():
                 chosen = ", ".join(f"{k} {c}" for k, c in v["chosen"].items() if c)
                 if s == "MEANPROB":
-                    chosen = f"mean of the {len(v['versions'])} versions' probabilities"
+                    n = len(v["versions"])
+                    chosen = f"mean probability over {n} version{'s' if n != 1 else ''}"
                 out.append(f"| {s} | {f(v['top1'])} | {f(v['top5'])} | {f(v['cr'])} | {chosen} |")
     if summary["errors"]["count"]:
         out += ["", f"## Errors ({summary['errors']['count']})", ""]
