@@ -4,7 +4,13 @@ Recipe (defaults of dos Santos et al., ICIP 2020): SGD with momentum 0.9, global
 learning rate 0.05 divided by 10 every 30 epochs, 120 epochs, weight decay 1e-4, optional
 label smoothing; mixed precision (float16 autocast + gradient scaling) on CUDA.
 
-For DCT models the per-channel normalisation statistics of the inputs are measured first on
+Training starts from scratch, or from ``weights`` (`--weights PATH|default`; then the
+weights' layout statistics are kept). Models with a frozen backbone (``multiqf``, Yang et
+al.'s topology) train their final layer and ``unfreeze_last`` backbone blocks only
+(`--unfreeze-last N`; :meth:`dctnet.models.multiqf.MultiQFNet.set_trainable_blocks`), on the
+inputs of their evaluation pipeline (:class:`dctnet.data.loaders.VersionsDataset`).
+
+For DCT models trained from scratch the per-channel normalisation statistics of the inputs are measured first on
 training images (:func:`dctnet.ops.compute_stats`, centre crops) and stored in the model's
 layout, so the checkpoint carries them to evaluation.
 
