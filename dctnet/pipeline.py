@@ -27,6 +27,12 @@ a ``crop`` centre crop on 16-pixel boundaries, 4:2:0): what the exact conversion
 front end is evaluated on, so that the RGB network and its DCT twin see the same pixels.
 Such items are named ``"dct-prepared"`` / ``"rgb-prepared"`` in :attr:`Batch.paths`.
 
+A model that takes several versions of each file (``multiqf``, :mod:`dctnet.models.multiqf`)
+is fed by :class:`VersionsPipeline` around its backbone's pipeline: each file is decoded and
+re-encoded at each of its qualities by :func:`dctnet.imaging.encode_jpeg` (4:2:0, the encoder
+of `dctnet eval`'s versions), and the original and its versions go through the backbone's
+pipeline as JPEG files (coefficients for DCT backbones, pixels for RGB ones).
+
 The batch-result convention (``docs/architecture.md``): a pipeline returns a :class:`Batch`
 whose ``inputs`` have one row per source, ``errors[i]`` is ``None`` or the
 :class:`~dctnet.JPEGError` (a ``ValueError``) naming source i, and a failed item's rows are
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -47,7 +54,8 @@ from .codec import DCTImage, JPEGError, JPEGSource, read_dct_batch
 from .imaging import RGBPreprocess, prepare_jpeg, read_bytes
 from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
 
-__all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "source_name"]
+__all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "VersionsPipeline", "jpeg_versions",
+           "source_name"]
 
 Source = Union[JPEGSource, DCTImage]
 Inputs = Union[torch.Tensor, tuple, np.ndarray]
@@ -374,3 +382,93 @@ class DCTPipeline(Pipeline):
 
 def _parts(x) -> tuple:
     return x if isinstance(x, tuple) else (x,)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_versions(data: bytes, qfs: tuple[int, ...], name: str) -> tuple[bytes, ...]:
+    # cached: training reads the same files every epoch, `dctnet eval` hands a file to several models
+    rgb = decode_rgb(data, name=name)
+    return tuple(encode_jpeg(rgb, q, subsampling="420") for q in qfs)
+
+
+def jpeg_versions(data: bytes, qfs: Sequence[int], *, name: str = "<bytes>") -> tuple[bytes, ...]:
+    """The re-encodings of one JPEG at each quality in ``qfs``: the file decoded
+    (:func:`dctnet.imaging.decode_rgb`) and encoded by :func:`dctnet.imaging.encode_jpeg` at 4:2:0,
+    byte for byte `dctnet eval`'s ``qf<Q>`` versions. Raises :class:`~dctnet.JPEGError` naming ``name``."""
+    return _cached_versions(bytes(data), tuple(int(q) for q in qfs), name)
+
+
+class VersionsPipeline(Pipeline):
+    """Each file and its re-encodings at ``qfs`` through ``inner`` (the backbone's pipeline).
+
+    Args:
+        inner: the backbone's :class:`RGBPipeline` or :class:`DCTPipeline` (evaluation geometry).
+        qfs: the re-encoding qualities (``V = len(qfs) + 1`` versions, the original first).
+        threads: decoding / encoding threads (default: all cores).
+
+    ``pipeline(srcs)`` gives ``Batch(inputs, errors, paths)``: inputs ``float32 (B, V, C, h, w)``
+    (a tuple of such for late-concat layouts); an item fails (rows zero) when its file or any
+    of its versions fails, its error naming the source (and the version); paths
+    ``"versions-<inner path of the original>"``.
+    """
+
+    def __init__(self, inner: Pipeline, qfs: Sequence[int], *, threads: int | None = None):
+        if isinstance(inner, VersionsPipeline):
+            raise ValueError("a VersionsPipeline cannot wrap another")
+        self.inner, self.qfs = inner, tuple(int(q) for q in qfs)
+        self.kind = inner.kind
+        self.threads = threads or os.cpu_count() or 1
+        self.preprocess = getattr(inner, "preprocess", None)
+
+    def __repr__(self) -> str:
+        return f"VersionsPipeline({self.inner!r}, qfs={list(self.qfs)})"
+
+    def _versions(self, src: Source, name: str) -> list[bytes]:
+        if isinstance(src, DCTImage):
+            raise JPEGError(name, "a model of several versions re-encodes JPEG files; pass the file, not a DCTImage")
+        data, _ = read_bytes(src, name)
+        data = bytes(data)
+        return [data, *jpeg_versions(data, self.qfs, name=name)]
+
+    def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None) -> Batch:
+        srcs = list(srcs)
+        n, v = len(srcs), len(self.qfs) + 1
+        names = [source_name(s, offset + i) for i, s in enumerate(srcs)]
+        errors: list = [None] * n
+
+        def make(i: int):
+            try:
+                return self._versions(srcs[i], names[i])
+            except (JPEGError, OSError, ValueError) as e:
+                errors[i] = _as_jpeg_error(e, names[i])
+                return None
+
+        with ThreadPoolExecutor(max(1, min(self.threads, n))) as pool:
+            made = list(pool.map(make, range(n)))
+        ok = [i for i in range(n) if made[i] is not None]
+        paths: list = [None] * n
+        if not ok:
+            return Batch(None, errors, paths)
+        batch = self.inner([blob for i in ok for blob in made[i]], seed=seed)
+        labels = ["original"] + [f"qf{q}" for q in self.qfs]
+        good = []
+        for j, i in enumerate(ok):
+            bad = [(labels[k], batch.errors[j * v + k]) for k in range(v) if batch.errors[j * v + k] is not None]
+            if bad:
+                which, e = bad[0]
+                errors[i] = JPEGError(names[i], f"{which} version: {getattr(e, 'reason', e)}")
+            else:
+                good.append(j)
+                paths[i] = f"versions-{batch.paths[j * v]}"
+        if not good:
+            return Batch(None, errors, paths)
+        rows = [ok[j] for j in good]
+        parts = []
+        for t in _parts(batch.inputs):
+            t = t.reshape(len(ok), v, *t.shape[1:])
+            full = (torch.zeros if isinstance(t, torch.Tensor) else np.zeros)((n, v) + tuple(t.shape[2:]),
+                                                                                dtype=t.dtype)
+            full[rows] = t[good]
+            parts.append(full)
+        inputs = tuple(parts) if isinstance(batch.inputs, tuple) else parts[0]
+        return Batch(inputs, errors, paths)

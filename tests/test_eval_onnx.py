@@ -81,7 +81,7 @@ def test_eval_command_end_to_end(tmp_path, few_photos, capsys):
     summary = json.loads((out / "summary.json").read_text())
     model = summary["models"]["mobilenetv2-12-int8"]
     assert list(model["settings"]) == ["original", "qf50", "qf10"]
-    assert set(model["selectors"]) == {"HRS", "T1K", "T5K", "TTK"}
+    assert set(model["selectors"]) == {"HRS", "T1K", "T5K", "TTK", "MEANPROB"}
     for entry in list(model["settings"].values()) + list(model["selectors"].values()):
         assert 0 <= entry["top1"] <= entry["top5"] <= 100 and entry["cr"] > 0
     assert model["count"] == 3 and model["failed"] == 1

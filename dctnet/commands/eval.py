@@ -11,7 +11,7 @@ import sys
 
 from . import int_list, model_weights, positive_int
 
-HELP = "accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality (+ HRS/T1K/T5K/TTK selectors)"
+HELP = "accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality (+ HRS/T1K/T5K/TTK/MEANPROB selectors)"
 
 
 

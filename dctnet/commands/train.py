@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-labels", metavar="FILE", help="labels file for a flat validation folder")
     p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
                    help="builder option (JSON value), e.g. --model-arg width=16; stored in the checkpoint")
+    p.add_argument("--weights", metavar="PATH|default", help="start from these weights (a checkpoint or state "
+                   "dict for --model, or 'default': the model's registered default weights, e.g. multiqf's "
+                   "pretrained backbone); default: from scratch")
+    p.add_argument("--unfreeze-last", type=int, metavar="N", help="multiqf: also train the backbone's last N "
+                   "blocks (default 0: only the final linear layer, the backbone frozen)")
     p.add_argument("--epochs", type=int, default=120, help="epochs (default 120)")
     p.add_argument("--batch-size", "-b", type=int, default=128, help="global batch size (default 128)")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (default 0.05)")
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig(model=args.model, data=args.data, out=args.out, val=args.val, classes=args.classes,
                          labels=args.labels, val_labels=args.val_labels, model_kwargs=dict(args.model_arg),
+                         weights=args.weights, unfreeze_last=args.unfreeze_last,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, lr_step=args.lr_step, lr_gamma=args.lr_gamma,
                          label_smoothing=args.label_smoothing, amp=args.amp, workers=args.workers, seed=args.seed,

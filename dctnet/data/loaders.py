@@ -52,7 +52,7 @@ from ..pipeline import DCTPipeline
 from .datasets import Dataset
 
 __all__ = ["BatchRequest", "ItemRequest", "SeededBatchSampler", "SeededSampler", "DCTDataset", "DCTLoader",
-           "RGBTrainDataset", "RGBEvalDataset", "random_resized_crop_box", "make_loader"]
+           "RGBTrainDataset", "RGBEvalDataset", "VersionsDataset", "random_resized_crop_box", "make_loader"]
 
 
 def _mix_seed(*parts: int) -> int:
@@ -300,6 +300,57 @@ class DCTLoader:
                     pending.get().cancel()
 
 
+class VersionsDataset(torch.utils.data.Dataset):
+    """Inputs of a model fed several versions of each file (``multiqf``), a batch per item: its
+    bundle's :class:`~dctnet.pipeline.VersionsPipeline` (the original and its re-encodings
+    through the backbone's evaluation pipeline: centre crops, no augmentation, so every epoch
+    sees the same inputs and the re-encodings are cached).
+
+    Args:
+        dataset: labelled files; pipeline: ``bundle.pipeline(...)`` of the model;
+        on_error: as :class:`DCTDataset`.
+
+    ``dataset[BatchRequest(indices, seed)]`` returns ``(inputs float32 (B, V, C, h, w) (a
+    tuple for late-concat backbones), labels int64 (B,))``.
+    """
+
+    def __init__(self, dataset: Dataset, pipeline, *, on_error: Literal["raise", "skip"] = "raise"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        self.dataset, self.pipeline, self.on_error = dataset, pipeline, on_error
+        self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64)
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def load(self, request: BatchRequest, out=None):
+        """``(inputs, labels)`` of one batch (``out`` is not used)."""
+        paths = [self.dataset.paths[i] for i in request.indices]
+        batch = self.pipeline(paths)
+        keep = []
+        for i, (path, error) in enumerate(zip(paths, batch.errors)):
+            if error is None:
+                keep.append(i)
+            elif self.on_error == "raise":
+                raise error
+            else:
+                self.skipped.append(path)
+        if not keep:  # only reached with on_error="skip": an empty batch, which training skips
+            return torch.zeros(0), self.labels[:0]
+        x = batch.inputs
+        if len(keep) < len(paths):
+            x = tuple(t[keep] for t in x) if isinstance(x, tuple) else x[keep]
+        return x, self.labels[[request.indices[i] for i in keep]]
+
+    def __getitem__(self, request):
+        if isinstance(request, BatchRequest):
+            return self.load(request)
+        i = int(request.index if isinstance(request, ItemRequest) else request)
+        x, y = self.load(BatchRequest((i,), i))
+        return (tuple(t[0] for t in x) if isinstance(x, tuple) else x[0]), y[0]
+
+
 # ------------------------------------------------------------------------------------ RGB
 
 
@@ -412,11 +463,23 @@ def make_loader(model, dataset: Dataset, *, train: bool, batch_size: int, worker
             is RandomResizedCrop resampled in the DCT domain (scale 0.08-1 only), ``"crop"``
             exact block-aligned random crops.
 
+    Models fed several versions of each file (``bundle.versions``, ``multiqf``) get a
+    :class:`VersionsDataset` on their own evaluation pipeline (no augmentation; ``size`` must
+    be the model's).
+
     Returns:
         An iterable of ``(inputs, labels int64 (B,))`` with ``set_epoch(epoch)`` and ``len``.
     """
     bundle = resolve(model)
     size = int(size or bundle.image_size)
+    if bundle.versions is not None:
+        if size != bundle.image_size:
+            raise ValueError(f"{bundle.name} trains on its evaluation inputs ({bundle.image_size} pixels), not {size}")
+        threads = 1 if workers > 0 else (os.cpu_count() or 1)
+        ds = VersionsDataset(dataset, bundle.pipeline(threads=threads), on_error=on_error)
+        sampler = SeededBatchSampler(len(dataset), batch_size, shuffle=train, drop_last=train, seed=seed,
+                                     rank=rank, world_size=world_size)
+        return DCTLoader(ds, sampler, workers=workers, pin_memory=False)
     if bundle.kind == "dct":
         layout = bundle.input
         if layout.mean is None:

@@ -15,9 +15,10 @@
           "settings": {SETTING: {
               "top1": %, "top5": %, "count": int, "mean_bytes": float, "bpp": float, "cr": x,
               "rank_diff": {"mean": float, "median": float, "std": float}}},
-          "selectors": {"HRS" | "T1K" | "T5K" | "TTK": {
+          "selectors": {"HRS" | "T1K" | "T5K" | "TTK" | "MEANPROB": {
               "top1": %, "top5": %, "cr": x, "count": int,
-              "chosen": {VERSION: int}}}}},   # how often each of original, qf100 .. chose
+              "chosen": {VERSION: int},      # how often each of original, qf100 .. chose ({} for MEANPROB)
+              "versions": [VERSION]}}}},     # MEANPROB only: the versions whose probabilities it averages
       "confusion": {"model": str, "setting": str, "file": str} | null,
       "plots": [str] | {"error": str},
       "errors": {"count": int, "first": [{"image", "setting", "model", "error"}]}
@@ -36,7 +37,9 @@ or the ONNX file's stem. Percentages are in percent. Definitions:
 * ``psnr`` / ``ssim``: means over images against the original's decode
   (:mod:`dctnet.evaluate.metrics`), reduced / gray as the setting is;
 * selectors choose among the original and the plain re-encodings ``qf100`` .. ``qf10``
-  present in the run (:mod:`dctnet.evaluate.selectors`).
+  present in the run (:mod:`dctnet.evaluate.selectors`); MEANPROB averages the softmax
+  probabilities of all of them, from the logits the store keeps (no model runs for it); its
+  ``cr`` is the originals' bytes over the bytes of all those versions.
 
 Files: ``summary.json``, ``summary.md``, ``settings.csv`` (one row per model x setting),
 ``selectors.csv``, ``quality.csv`` (per setting), ``confusion_<model>_<setting>.csv``
@@ -59,7 +62,7 @@ import numpy as np
 from ..data.datasets import Dataset
 from ..data.encode import Setting
 from ..imaging import ENCODER
-from .selectors import SELECTORS, select
+from .selectors import SELECTORS, mean_probabilities, rank_and_topk, select
 from .store import ResultStore
 
 __all__ = ["SCHEMA", "compute_summary", "write_report"]
@@ -106,6 +109,22 @@ def _model_arrays(store: ResultStore, dataset: Dataset, model: str, settings: Se
     return (np.array(keep, np.int64), np.array(ranks, np.int64).reshape(-1, s),
             np.array(top5, np.int64).reshape(len(keep), s, -1) if keep else np.zeros((0, s, 5), np.int64),
             np.array(nbytes, np.float64).reshape(-1, s), np.array(pixels, np.float64).reshape(-1, s), errors)
+
+
+def _mean_probability_entry(store: ResultStore, dataset: Dataset, model: str, keep: np.ndarray,
+                            nbytes: np.ndarray, versions: list[str], cols: list[int]) -> dict:
+    """The MEANPROB row from the stored logits of ``versions`` (no model runs)."""
+    stored = store.logits(model, versions)
+    keys = [dataset.keys[i] for i in keep]
+    missing = [(k, v) for k in keys for v in versions if (k, v) not in stored]
+    if missing:
+        raise ValueError(f"{store.path}: no stored logits of {missing[0][0]!r} at {missing[0][1]} for model {model} "
+                         f"({len(missing)} missing); rerun `dctnet eval` into this folder to compute them")
+    logits = np.stack([np.stack([stored[(k, v)].astype(np.float32) for v in versions]) for k in keys])
+    ranks, _ = rank_and_topk(mean_probabilities(logits), np.array(dataset.labels)[keep])
+    return {"top1": _r(100.0 * np.mean(ranks <= 1)), "top5": _r(100.0 * np.mean(ranks <= 5)),
+            "cr": _r(nbytes[:, 0].sum() / nbytes[:, cols].sum()), "count": len(keys), "chosen": {},
+            "versions": list(versions)}
 
 
 def compute_summary(store: ResultStore, dataset: Dataset, models: Sequence[str], settings: Sequence[Setting],
@@ -183,6 +202,9 @@ def compute_summary(store: ResultStore, dataset: Dataset, models: Sequence[str],
                     "count": n,
                     "chosen": hist,
                 }
+        if n:
+            entry["selectors"]["MEANPROB"] = _mean_probability_entry(store, dataset, model, keep, nbytes,
+                                                                     [names[c] for c in sel_cols], sel_cols)
         if confusion is not None and confusion[0] == model and n:
             j = names.index(confusion[1])
             labels = np.array(dataset.labels)[keep]
@@ -218,6 +240,9 @@ def _markdown(summary: dict) -> str:
             out += ["", "| selector | top-1 % | top-5 % | CR | versions chosen |", "|---|---|---|---|---|"]
             for s, v in m["selectors"].items():
                 chosen = ", ".join(f"{k} {c}" for k, c in v["chosen"].items() if c)
+                if s == "MEANPROB":
+                    n = len(v["versions"])
+                    chosen = f"mean probability over {n} version{'s' if n != 1 else ''}"
                 out.append(f"| {s} | {f(v['top1'])} | {f(v['top5'])} | {f(v['cr'])} | {chosen} |")
     if summary["errors"]["count"]:
         out += ["", f"## Errors ({summary['errors']['count']})", ""]

@@ -17,6 +17,14 @@ and each selector returns ``int (N,)``: the index of the chosen version per imag
   qualifies, so a choice always exists; the chosen version is correct at top-1 (T1K),
   top-5 (T5K) or both (TTK) exactly when the original is.
 
+One label-free combiner needs no training and no choice (Yang et al. §4, the topology's
+training-free counterpart; its trained form is :mod:`dctnet.models.multiqf`):
+
+* **MEANPROB**: the mean over the versions of each version's softmax probabilities,
+  computed from the stored logits of a normal run (:func:`mean_probabilities`); its
+  prediction is the class order of that mean. It uses every version (the "chosen" counts of
+  the summary do not apply; its compression ratio counts the bytes of all of them).
+
 Ranks and top-5 sets must come from the same order (:func:`rank_and_topk`): classes by
 decreasing logit, ties to the lower class index, so "rank <= k" and "in the top-k set"
 agree.
@@ -26,9 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SELECTORS", "select", "select_hrs", "select_t1k", "select_t5k", "select_ttk", "rank_and_topk"]
+__all__ = ["COMBINERS", "SELECTORS", "mean_probabilities", "select", "select_hrs", "select_t1k", "select_t5k", "select_ttk", "rank_and_topk"]
 
 SELECTORS = ("HRS", "T1K", "T5K", "TTK")
+#: Label-free rules that combine the versions' outputs instead of choosing one.
+COMBINERS = ("MEANPROB",)
 
 
 def rank_and_topk(logits: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -103,3 +113,24 @@ def select(name: str, ranks: np.ndarray, top5: np.ndarray) -> np.ndarray:
     if name == "TTK":
         return select_ttk(top1, top5)
     raise ValueError(f"unknown selector {name!r}; choose from {', '.join(SELECTORS)}")
+
+
+def mean_probabilities(logits: np.ndarray) -> np.ndarray:
+    """MEANPROB: the mean over versions of the softmax probabilities.
+
+    Args:
+        logits: ``float (N, V, C)``: per image, the logits of each of its V versions (any float
+            dtype; computed in float64).
+    Returns:
+        ``float64 (N, C)``: ``mean_v softmax(logits[:, v, :])``; each row sums to 1. Rank its
+        classes with :func:`rank_and_topk` (it takes probabilities as it takes logits).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 3 or z.shape[1] < 1:
+        raise ValueError(f"expected logits (N, V, C) with V >= 1, got shape {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("logits must be finite (a failed version has no logits: leave the image out)")
+    z = z - z.max(axis=2, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=2, keepdims=True)
+    return p.mean(axis=1)

@@ -20,6 +20,13 @@ Tables:
   image version; ``error`` is NULL or why the version could not be made.
 * ``predictions(image, setting, model, rank, top5, error)``: the true class's rank
   (1 = top-1) and the five best classes (JSON list, best first) per model.
+* ``logits(image, setting, model, dtype, data)``: the model's full logits for the version
+  (``num_classes`` values, little-endian float16, ``dtype`` ``"<f2"``; ``"<f4"`` float32 when
+  a logit exceeds float16's range), what selectors that combine versions need
+  (:func:`dctnet.evaluate.selectors.mean_probabilities`): 2 bytes per class, 2 kB per image
+  version for ImageNet's 1000 classes (about 1.1 GB per model for the 50,000 validation images
+  at 11 settings). A successful prediction counts as done only with its logits stored, so
+  results of a dctnet that did not store them are recomputed once.
 
 Under ``torchrun`` every rank writes its own shard database (``DIR/shards/rank<R>.sqlite``)
 and rank 0 merges them (:meth:`ResultStore.merge_from`), so no database is written by two
@@ -31,7 +38,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import Iterable
+from typing import Iterable, Sequence
+
+import numpy as np
 
 __all__ = ["ResultStore", "StaleResultsError"]
 
@@ -44,7 +53,12 @@ CREATE TABLE IF NOT EXISTS versions(image TEXT NOT NULL, setting TEXT NOT NULL, 
     height INTEGER, psnr REAL, ssim REAL, error TEXT, PRIMARY KEY(image, setting));
 CREATE TABLE IF NOT EXISTS predictions(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
     rank INTEGER, top5 TEXT, error TEXT, PRIMARY KEY(image, setting, model));
+CREATE TABLE IF NOT EXISTS logits(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
+    dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(image, setting, model));
 """
+
+#: float16 holds logits up to this magnitude; larger ones are stored as float32.
+_F16_MAX = float(np.finfo(np.float16).max)
 
 
 class StaleResultsError(ValueError):
@@ -135,7 +149,11 @@ class ResultStore:
         return set(self.db.execute("SELECT image, setting FROM versions"))
 
     def done_predictions(self, model: str) -> set[tuple[str, str]]:
-        return set(self.db.execute("SELECT image, setting FROM predictions WHERE model = ?", (model,)))
+        """``(image, setting)`` pairs with a stored error, or a prediction and its logits."""
+        return set(self.db.execute(
+            "SELECT p.image, p.setting FROM predictions p WHERE p.model = ? AND (p.error IS NOT NULL OR EXISTS "
+            "(SELECT 1 FROM logits l WHERE l.image = p.image AND l.setting = p.setting AND l.model = p.model))",
+            (model,)))
 
     # -- writing -----------------------------------------------------------------------
     def add_versions(self, rows: Iterable[tuple]) -> None:
@@ -148,6 +166,18 @@ class ResultStore:
             "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
             [(i, s, m, r, None if t is None else json.dumps([int(x) for x in t]), e) for i, s, m, r, t, e in rows])
 
+    def add_logits(self, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
+        """Rows ``(image, setting, model, logits float (num_classes,))``, stored as float16 (float32
+        if a value is beyond float16's range)."""
+        out = []
+        for image, setting, model, z in rows:
+            z = np.asarray(z, dtype=np.float32).reshape(-1)
+            if not np.all(np.isfinite(z)):
+                raise ValueError(f"logits of {image!r} at {setting} by {model} are not finite")
+            dtype = "<f2" if float(np.max(np.abs(z), initial=0.0)) <= _F16_MAX else "<f4"
+            out.append((image, setting, model, dtype, z.astype(dtype).tobytes()))
+        self.db.executemany("INSERT OR REPLACE INTO logits VALUES (?, ?, ?, ?, ?)", out)
+
     def commit(self) -> None:
         self.db.commit()
 
@@ -155,8 +185,10 @@ class ResultStore:
         """Copy every row of another results database into this one (existing rows win)."""
         self.db.execute("ATTACH DATABASE ? AS other", (os.fspath(other_path),))
         try:
-            for table in ("images", "models", "versions", "predictions", "meta"):
-                self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
+            present = {r[0] for r in self.db.execute("SELECT name FROM other.sqlite_master WHERE type = 'table'")}
+            for table in ("images", "models", "versions", "predictions", "meta", "logits"):
+                if table in present:  # (shards of an older dctnet have no logits table)
+                    self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
             self.db.commit()
         finally:
             self.db.execute("DETACH DATABASE other")
@@ -172,4 +204,15 @@ class ResultStore:
         for image, setting, rank, top5, error in self.db.execute(
                 "SELECT image, setting, rank, top5, error FROM predictions WHERE model = ?", (model,)):
             out[(image, setting)] = (rank, None if top5 is None else json.loads(top5), error)
+        return out
+
+    def logits(self, model: str, settings: Sequence[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
+        """``(image, setting) -> float16 or float32 (num_classes,)`` stored logits of one model
+        (only ``settings`` if given)."""
+        out = {}
+        wanted = None if settings is None else set(settings)
+        for image, setting, dtype, data in self.db.execute(
+                "SELECT image, setting, dtype, data FROM logits WHERE model = ?", (model,)):
+            if wanted is None or setting in wanted:
+                out[(image, setting)] = np.frombuffer(data, dtype=np.dtype(dtype))
         return out

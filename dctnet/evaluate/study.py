@@ -258,6 +258,8 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
                                 pred_rows.append((key, sname, p.name, int(ranks[j]), top5[j].tolist(), None))
                             else:
                                 pred_rows.append((key, sname, p.name, None, None, str(perrs[j])))
+                        # the full logits too: selectors that combine versions (MEANPROB) need them
+                        store.add_logits((items[j][0], items[j][1], p.name, logits[j]) for j in ok)
                     store.add_predictions(pred_rows)
                 store.commit()  # one transaction per chunk: an interruption loses at most a chunk
                 bar.update(len(idx))

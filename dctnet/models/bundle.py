@@ -18,6 +18,7 @@ everything :func:`resolve` needs to rebuild the bundle.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ import torch
 
 from ..imaging import RGBPreprocess
 from ..ops import DCTLayout
-from ..pipeline import DCTPipeline, Pipeline, RGBPipeline
+from ..pipeline import DCTPipeline, Pipeline, RGBPipeline, VersionsPipeline
 
 __all__ = ["ModelBundle"]
 
@@ -58,6 +59,10 @@ class ModelBundle:
             the centre crop of ``image_size``, as the RGB twin's preprocessing does
             (``round(image_size * 256 / 224)``: 256 for 224); ``None``: exact block crops of
             the original.
+        versions: models fed several versions of each file (``multiqf``,
+            :mod:`dctnet.models.multiqf`): the JPEG qualities of the re-encodings that come
+            after the original; their pipeline is a :class:`~dctnet.pipeline.VersionsPipeline`
+            around the backbone's. ``None`` for every other model.
     """
 
     name: str
@@ -72,6 +77,7 @@ class ModelBundle:
     model: Any = field(repr=False, default=None)
     prepared: tuple[int, int] | None = None
     resize: int | None = None
+    versions: tuple[int, ...] | None = None
 
     @property
     def trained(self) -> bool:
@@ -83,6 +89,7 @@ class ModelBundle:
         return {"name": self.name, "kind": self.kind, "image_size": self.image_size,
                 "num_classes": self.num_classes, "options": dict(self.options), "weights": self.weights,
                 "identity": self.identity, "prepared": self.prepared, "resize": self.resize,
+                "versions": list(self.versions) if self.versions is not None else None,
                 "input": self.input.to_dict() if self.input is not None else None}
 
     def pipeline(self, *, train: bool = False, threads: int | None = None, device: str | torch.device = "cpu",
@@ -100,9 +107,14 @@ class ModelBundle:
                 fallback) or ``"error"``.
             preprocess: RGB and ONNX models: use this instead of the bundle's own.
         """
-        if train and (self.kind not in ("dct",) or self.prepared is not None):
+        if train and (self.kind not in ("dct",) or self.prepared is not None or self.versions is not None):
             raise ValueError(f"{self.name}: only DCT models have training pipelines here (RGB training "
-                             "augmentation is dctnet.data.loaders.make_loader's)")
+                             "augmentation is dctnet.data.loaders.make_loader's; models of several versions "
+                             "train on this evaluation pipeline)")
+        if self.versions is not None:
+            inner = dataclasses.replace(self, versions=None).pipeline(
+                threads=threads, device=device, backend=backend, small=small, preprocess=preprocess)
+            return VersionsPipeline(inner, self.versions, threads=threads)
         if self.kind in ("dct", "onnx-dct"):
             return DCTPipeline(self.input, self.image_size, train=train, threads=threads,
                                device=device if self.kind == "dct" else "cpu", backend=backend, small=small,

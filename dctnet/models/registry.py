@@ -29,8 +29,8 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, defau
 
     Usable as ``@register_model``, ``@register_model(default_weights=...)`` or
     ``register_model(builder, name="...", default_weights=...)``. ``default_weights``:
-    ``fn(**options) -> path | Checkpoint``, the weights ``resolve(name)`` loads when given none
-    (see the module docstring); it may raise (missing package, damaged file) with a message
+    ``fn(**options) -> path | Checkpoint | None``, the weights ``resolve(name)`` loads when given
+    none (see the module docstring; ``None``: none for these options); it may raise (missing package, damaged file) with a message
     naming the file.
     """
     if default_weights is not None and not callable(default_weights):
@@ -83,4 +83,4 @@ def default_weights(name: str) -> Callable | None:
 def _ensure_loaded() -> None:
     # The builders register themselves when their modules are imported, and they import this
     # module (register_model), so the registry imports them on first use, not at its top.
-    from . import convert, efficientnet, resnet, resnet_dct, small  # noqa: F401
+    from . import convert, efficientnet, multiqf, resnet, resnet_dct, small  # noqa: F401

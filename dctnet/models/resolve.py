@@ -58,10 +58,14 @@ def _from_module(net: torch.nn.Module, weights: str | None, options: dict) -> Mo
     identity = f"torch:{name}:{digest}:{spec.to_dict() if kind == 'dct' else repr(spec)}"
     if resize is not None:  # (stored `dctnet eval` results of the exact-crop geometry are not reused)
         identity += f":resize{resize}"
+    # Models that take several versions of each file (multiqf: the original and its re-encodings).
+    versions = tuple(net.qfs) if hasattr(net, "qfs") else None
+    if versions is not None:
+        identity += f":versions{list(versions)}"
     return ModelBundle(name=name, kind=kind, input=spec, image_size=size[0], num_classes=num_classes,
                        class_names=tuple(names) if names is not None else None,
                        options=dict(getattr(net, "model_kwargs", None) or options), weights=weights,
-                       identity=identity, model=net, resize=resize)
+                       identity=identity, model=net, resize=resize, versions=versions)
 
 
 def _onnx_bundle(path: str, preprocess: RGBPreprocess | None, threads: int | None) -> ModelBundle:
@@ -144,9 +148,11 @@ def resolve(model, *, weights=None, num_classes: int | None = None, init_from_rg
                         f"not {type(model).__name__}")
     default = default_weights(model) if ckpt is None and not untrained else None
     if default is not None and not torch.empty(()).is_meta:  # meta device: shapes only, no weights
-        # The model's registered default weights (a file or a Checkpoint), where they fit.
-        candidate = load_checkpoint(default(**options))
-        if num_classes is None or num_classes == _num_classes(candidate, 1000):
+        # The model's registered default weights (a file or a Checkpoint; None: none for these options),
+        # where they fit.
+        found = default(**options)
+        candidate = load_checkpoint(found) if found is not None else None
+        if candidate is not None and (num_classes is None or num_classes == _num_classes(candidate, 1000)):
             ckpt, weights_name = candidate, candidate.source
     if ckpt is not None and ckpt.model is not None and ckpt.model != model:
         raise ValueError(f"{ckpt.source}: checkpoint is for model {ckpt.model!r}, not {model!r}")

@@ -4,7 +4,13 @@ Recipe (defaults of dos Santos et al., ICIP 2020): SGD with momentum 0.9, global
 learning rate 0.05 divided by 10 every 30 epochs, 120 epochs, weight decay 1e-4, optional
 label smoothing; mixed precision (float16 autocast + gradient scaling) on CUDA.
 
-For DCT models the per-channel normalisation statistics of the inputs are measured first on
+Training starts from scratch, or from ``weights`` (`--weights PATH|default`; then the
+weights' layout statistics are kept). Models with a frozen backbone (``multiqf``, Yang et
+al.'s topology) train their final layer and ``unfreeze_last`` backbone blocks only
+(`--unfreeze-last N`; :meth:`dctnet.models.multiqf.MultiQFNet.set_trainable_blocks`), on the
+inputs of their evaluation pipeline (:class:`dctnet.data.loaders.VersionsDataset`).
+
+For DCT models trained from scratch the per-channel normalisation statistics of the inputs are measured first on
 training images (:func:`dctnet.ops.compute_stats`, centre crops) and stored in the model's
 layout, so the checkpoint carries them to evaluation.
 
@@ -61,6 +67,8 @@ class TrainConfig:
     labels: str | None = None
     val_labels: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    unfreeze_last: int | None = None
     epochs: int = 120
     batch_size: int = 128
     lr: float = 0.05
@@ -288,17 +296,27 @@ def _train(config, ctx):
 
     torch.manual_seed(config.seed)
     # resolve: the checkpoint must be for this model; it supplies its builder options
-    # from scratch unless resuming (a model's registered default weights are not a starting point here)
-    bundle = resolve(config.model, weights=ckpt if ckpt is not None else False, num_classes=num_classes,
+    # from scratch unless resuming or given starting weights (--weights PATH, or "default": the
+    # model's registered default weights, e.g. multiqf's pretrained backbone)
+    start = False if config.weights is None else (None if config.weights == "default" else config.weights)
+    bundle = resolve(config.model, weights=ckpt if ckpt is not None else start, num_classes=num_classes,
                      **config.model_kwargs)
     if ckpt is not None and "train_state" not in ckpt.extra:
         raise ValueError(f"{resume_path}: not a training checkpoint (no train_state); use it as weights instead")
+    if ckpt is None and config.weights == "default" and not bundle.trained:
+        raise ValueError(f"--weights default: {config.model} has no default weights for {num_classes} classes "
+                         f"(the class list of {config.data}); give --weights PATH or train from scratch")
     model = bundle.model
+    if hasattr(model, "set_trainable_blocks"):  # a frozen backbone (multiqf): fc and the last N blocks train
+        model.set_trainable_blocks(config.unfreeze_last or 0)
+    elif config.unfreeze_last is not None:
+        raise ValueError(f"--unfreeze-last is for models with a frozen backbone (multiqf); {config.model} "
+                         "trains every layer")
     model_kwargs = dict(model.model_kwargs)
     size = int(config.size or bundle.image_size)
     layout = bundle.input if bundle.kind == "dct" else None
     stats_skipped: list[str] = []
-    if ckpt is None and layout is not None:
+    if ckpt is None and start is False and layout is not None:  # starting weights bring their statistics
         t0 = time.perf_counter()
         stats = None
         if ctx.is_main:
@@ -315,7 +333,8 @@ def _train(config, ctx):
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+        if p.requires_grad:  # (frozen parts of multiqf's backbone do not)
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, momentum=config.momentum)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
@@ -355,7 +374,10 @@ def _train(config, ctx):
     val_loader = make_loader(model, val_set, train=False, batch_size=per_rank, **loader_opts) if val_set else None
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     val_criterion = nn.CrossEntropyLoss()
-    log.info(f"training {config.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) on "
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters()) - trainable
+    log.info(f"training {config.model} ({trainable / 1e6:.2f}M parameters"
+             + (f", {frozen / 1e6:.2f}M frozen" if frozen else "") + ") on "
              f"{len(train_set)} images, {num_classes} classes, {ctx.world_size} process(es) on {ctx.device}, "
              f"batch {config.batch_size}, {config.epochs} epochs" + (", AMP" if amp else ""))
 
