@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from .codec import DCTImage, JPEGError, JPEGSource, read_dct_batch
-from .imaging import RGBPreprocess, prepare_jpeg, read_bytes
+from .imaging import RGBPreprocess, decode_rgb, encode_jpeg, prepare_jpeg, read_bytes
 from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
 
 __all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "VersionsPipeline", "jpeg_versions",
