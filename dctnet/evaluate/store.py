@@ -20,6 +20,13 @@ Tables:
   image version; ``error`` is NULL or why the version could not be made.
 * ``predictions(image, setting, model, rank, top5, error)``: the true class's rank
   (1 = top-1) and the five best classes (JSON list, best first) per model.
+* ``requant(image, setting, reference, agree_y, agree_all, psnr, error)``: a requantised
+  version (``requant-qf<Q>``) against the true re-encode ``reference`` (``qf<Q>``): the
+  share of equal quantised coefficients in luma and over all components (NULL when the
+  geometries differ) and the PSNR between their decodes.
+* ``meta`` also holds ``codecs``: the other codecs' options and library versions
+  (:data:`dctnet.imaging.CODECS`), recorded when a run first makes their versions; another
+  library version is refused as another JPEG encoder is.
 
 Under ``torchrun`` every rank writes its own shard database (``DIR/shards/rank<R>.sqlite``)
 and rank 0 merges them (:meth:`ResultStore.merge_from`), so no database is written by two
@@ -44,6 +51,8 @@ CREATE TABLE IF NOT EXISTS versions(image TEXT NOT NULL, setting TEXT NOT NULL, 
     height INTEGER, psnr REAL, ssim REAL, error TEXT, PRIMARY KEY(image, setting));
 CREATE TABLE IF NOT EXISTS predictions(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
     rank INTEGER, top5 TEXT, error TEXT, PRIMARY KEY(image, setting, model));
+CREATE TABLE IF NOT EXISTS requant(image TEXT NOT NULL, setting TEXT NOT NULL, reference TEXT NOT NULL,
+    agree_y REAL, agree_all REAL, psnr REAL, error TEXT, PRIMARY KEY(image, setting));
 """
 
 
@@ -119,6 +128,18 @@ class ResultStore:
             raise StaleResultsError(f"{self.path}: holds versions made with other encoder settings ({row[0]}, now "
                                     f"{value}). Use another --out folder or delete it.")
 
+    def register_codecs(self, settings: dict) -> None:
+        """Record the other codecs' options and library versions; raise :class:`StaleResultsError`
+        if the database holds codec versions made with other ones."""
+        value = json.dumps(settings, sort_keys=True)
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'codecs'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('codecs', ?)", (value,))
+            self.db.commit()
+        elif row[0] != value:
+            raise StaleResultsError(f"{self.path}: holds codec versions made with other codec settings or "
+                                    f"libraries ({row[0]}, now {value}). Use another --out folder or delete it.")
+
     def register_model(self, name: str, identity: str, num_classes: int) -> None:
         """Record a model; raise :class:`StaleResultsError` if ``name`` is stored with another identity."""
         row = self.db.execute("SELECT identity, num_classes FROM models WHERE model = ?", (name,)).fetchone()
@@ -148,6 +169,10 @@ class ResultStore:
             "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
             [(i, s, m, r, None if t is None else json.dumps([int(x) for x in t]), e) for i, s, m, r, t, e in rows])
 
+    def add_requant(self, rows: Iterable[tuple]) -> None:
+        """Rows ``(image, setting, reference, agree_y, agree_all, psnr, error)``."""
+        self.db.executemany("INSERT OR REPLACE INTO requant VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
+
     def commit(self) -> None:
         self.db.commit()
 
@@ -155,7 +180,7 @@ class ResultStore:
         """Copy every row of another results database into this one (existing rows win)."""
         self.db.execute("ATTACH DATABASE ? AS other", (os.fspath(other_path),))
         try:
-            for table in ("images", "models", "versions", "predictions", "meta"):
+            for table in ("images", "models", "versions", "predictions", "meta", "requant"):
                 self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
             self.db.commit()
         finally:
@@ -165,6 +190,10 @@ class ResultStore:
     def versions(self) -> dict[tuple[str, str], tuple]:
         """``(image, setting) -> (bytes, width, height, psnr, ssim, error)``."""
         return {(r[0], r[1]): tuple(r[2:]) for r in self.db.execute("SELECT * FROM versions")}
+
+    def requant(self) -> dict[tuple[str, str], tuple]:
+        """``(image, setting) -> (reference, agree_y, agree_all, psnr, error)``."""
+        return {(r[0], r[1]): tuple(r[2:]) for r in self.db.execute("SELECT * FROM requant")}
 
     def predictions(self, model: str) -> dict[tuple[str, str], tuple]:
         """``(image, setting) -> (rank, top5 list | None, error)`` for one model."""
