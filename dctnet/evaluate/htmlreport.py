@@ -123,7 +123,12 @@ def render_html(summary: dict, plt=None, out_dir: str | None = None) -> str:
             q = summary["settings"].get(s, {})
             rows.append([s, _f(v["top1"]), _f(v["top5"]), _f(v["bpp"], 3), _f(v["cr"]), _f(rd["mean"]),
                          _f(rd["median"], 1), _f(rd["std"]), _f(q.get("psnr")), _f(q.get("ssim"), 4)])
-        na = m.get("not_applicable") or []
+        na_settings = m.get("not_applicable") or []
+        groups: dict[str, list[str]] = {}
+        for s in na_settings:  # one row per codec
+            groups.setdefault(summary["settings"].get(s, {}).get("family", s), []).append(s)
+        na = [f"{fam} ({len(ss)} settings: {ss[0]} .. {ss[-1]})" if len(ss) > 1 else ss[0]
+              for fam, ss in groups.items()]
         rows += [[s, "n/a", "n/a", "", "", "", "", "", "", ""] for s in na]
         body.append(_table(["setting", "top-1 %", "top-5 %", "bpp", "CR", "rank diff mean", "median", "std",
                             "PSNR (dB)", "SSIM"], rows, "model", [""] * len(m["settings"]) + ["na"] * len(na)))
