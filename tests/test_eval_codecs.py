@@ -160,6 +160,11 @@ def test_requantised_is_close_to_the_true_reencode():
     assert everything is None and y is None or 0 <= y <= 1
 
 
+def test_requantised_version_of_a_broken_file_names_it():
+    with pytest.raises(JPEGError, match="broken.jpg"):
+        encode_setting(b"\xff\xd8\xff\xdbnot a jpeg", Setting(50, requantize=True), name="broken.jpg")
+
+
 def test_requantize_refuses_other_colour_spaces():
     img = read_dct(encode_jpeg(_photo(), 80))
     cmyk = type(img)(**{**img.__dict__, "colorspace": "cmyk", "source": "c.jpg"})

@@ -115,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--onnx-dct expects PATH:N[,N...] (e.g. model.onnx:64,32,16), got {spec!r}")
             predictors.append(OnnxDCTPredictor(path, mode="rgb", threads=threads))
             predictors += [OnnxDCTPredictor(path, n, threads=threads) for n in ns]
+        codec_settings = [s.name for s in settings if not s.is_jpeg]
+        for p in predictors:
+            if codec_settings and not getattr(p, "accepts_pixels", False):
+                print(f"dctnet eval: {p.name} takes JPEG files (DCT coefficients or prepared files): it is evaluated "
+                      f"at the JPEG settings; the {len(codec_settings)} codec settings are n/a for it",
+                      file=sys.stderr)
         confusion = None
         if args.confusion:
             model, sep, setting = args.confusion.rpartition(":")

@@ -305,7 +305,10 @@ def encode_setting(original: bytes, setting: Setting, *, original_rgb: np.ndarra
     if setting.is_original:
         return bytes(original)
     if setting.requantize:
-        image = read_dct(original)
+        try:
+            image = read_dct(original)
+        except JPEGError as e:
+            raise JPEGError(name, e.reason) from None
         return write_coefficients(requantize(DCTImage(**{**image.__dict__, "source": name}), setting.qf))
     rgb = decode_rgb(original, name=name) if original_rgb is None else original_rgb
     if setting.codec != "jpeg":

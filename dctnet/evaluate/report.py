@@ -466,6 +466,9 @@ def write_report(out_dir: str, dataset: Dataset, models: Sequence[str], settings
             raise ValueError(f"confusion matrix: unknown model {confusion[0]!r} (have {list(models)})")
         if confusion[1] not in names:
             raise ValueError(f"confusion matrix: unknown setting {confusion[1]!r} (have {names})")
+        if confusion[0] in set(jpeg_only) and not settings[names.index(confusion[1])].is_jpeg:
+            raise ValueError(f"confusion matrix: {confusion[0]} takes JPEG files; {confusion[1]} is another "
+                             "codec's setting (n/a for it)")
     with ResultStore(os.path.join(out_dir, "results.sqlite")) as store:
         summary, cells = compute_summary(store, dataset, models, settings, confusion=confusion, jpeg_only=jpeg_only)
     if confusion is not None:
