@@ -311,3 +311,63 @@ def test_cli_names_bad_codec_arguments(tmp_path, capsys):
     assert "unknown codec 'bpg'" in capsys.readouterr().err
     assert cli_main(base + ["--codecs", "webp", "--ladder", "avif:50"]) == 1
     assert "--ladder expects CODEC:P,P,... for a codec of --codecs (webp)" in capsys.readouterr().err
+
+
+def test_eval_command_with_codecs_end_to_end(tmp_path, capsys):
+    """An ONNX model gets the codec versions (as an independent Pillow + onnxruntime run on the
+    codec's files sees them); a DCT model is evaluated at the JPEG settings and says so."""
+    import shutil
+    import sqlite3
+
+    from jpeg_fixtures import ONNX_MODEL
+    from test_eval_onnx import PHOTOS, _independent_logits
+
+    photos = [sample_photos()[i] for i in PHOTOS]
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in photos:
+        shutil.copy(p, data / p.name)
+    out = tmp_path / "out"
+    code = cli_main(["eval", str(data), "--onnx", str(ONNX_MODEL), "--model", "efficientnet_lite0_dct", "--bands",
+                     "16", "--out", str(out), "--qf", "50", "--codecs", "webp,jpeg2000", "--ladder", "webp:80,20",
+                     "--ladder", "jpeg2000:30", "--requantize", "--threads", "2", "--no-progress"])
+    assert code == 0
+    assert "efficientnet_lite0_dct takes JPEG files" in capsys.readouterr().err
+    summary = _summary(out)
+    onnx, dct = summary["models"]["mobilenetv2-12-int8"], summary["models"]["efficientnet_lite0_dct"]
+    assert list(onnx["settings"]) == ["original", "qf50", "requant-qf50", "webp-q80", "webp-q20", "jpeg2000-cr30"]
+    assert list(dct["settings"]) == ["original", "qf50", "requant-qf50"]
+    assert dct["not_applicable"] == ["webp-q80", "webp-q20", "jpeg2000-cr30"]
+    assert (out / "report.html").stat().st_size > 0 and (out / "requant.csv").stat().st_size > 0
+    # The stored webp-q20 predictions equal Pillow + onnxruntime on the WebP files themselves.
+    files = []
+    for p in photos:
+        f = tmp_path / (p.stem + ".webp")
+        f.write_bytes(encode_image(decode_rgb(p), "webp", 20))
+        files.append(f)
+    ref = _independent_logits(files)
+    with sqlite3.connect(out / "results.sqlite") as db:
+        rows = dict(db.execute("SELECT image, top5 FROM predictions WHERE setting = 'webp-q20' "
+                               "AND model = 'mobilenetv2-12-int8'"))
+    assert [json.loads(rows[p.name])[0] for p in photos] == ref.argmax(1).tolist()
+    with sqlite3.connect(out / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM predictions WHERE model = 'efficientnet_lite0_dct' "
+                          "AND setting LIKE 'webp%'").fetchone() == (0,)
+
+
+def test_rgb_pipelines_take_decoded_pixels_and_dct_pipelines_refuse_them():
+    from dctnet.imaging import RGBPreprocess
+    from dctnet.ops import DCTLayout
+    from dctnet.pipeline import DCTPipeline, RGBPipeline
+
+    jpeg = encode_jpeg(_photo(240, 300), 85)
+    pixels = decode_rgb(jpeg)
+    pre = RGBPreprocess()
+    batch = RGBPipeline(pre, threads=2)([jpeg, pixels, pixels[:, :, :2].copy()])
+    assert batch.errors[0] is None and batch.errors[1] is None
+    assert np.array_equal(batch.inputs[0].numpy(), batch.inputs[1].numpy())
+    assert "<pixels #2>" in str(batch.errors[2]) and "uint8 (H, W, 3)" in str(batch.errors[2])
+    with pytest.raises(TypeError, match=r"<pixels #0>: DCT models take JPEG files or DCTImages"):
+        DCTPipeline(DCTLayout(kind="upsampling", bands=8), 224)([pixels])
+    prepared = RGBPipeline(RGBPreprocess(resize=None), prepared=(256, 224))([pixels])
+    assert "not decoded pixels" in str(prepared.errors[0])
