@@ -4,7 +4,7 @@ Every figure is a function of the summary, so the PNG files, the inline SVGs of
 ``report.html`` and anyone holding only ``summary.json`` draw the same curves:
 
 * :func:`accuracy_figure` ``(summary, "bpp")``: top-1 and top-5 against bits per pixel, one
-  curve per model and setting family (``jpeg``, ``gray``, ``down2``, ``requant``, and one per
+  curve (a colour) per setting family and a line style per model (``jpeg``, ``gray``, ``down2``, ``requant``, and one per
   other codec: ``jpeg2000``, ``heif``, ``avif``, ``webp``), the original as a star;
 * :func:`accuracy_figure` ``(summary, "qf")``: the JPEG families against the JPEG quality
   factor (other codecs have no QF), the original as a dotted line;
@@ -70,21 +70,21 @@ def accuracy_figure(summary: dict, x: str, plt):
         families = sorted({f for _, f in data}, key=lambda f: (f != "jpeg", f))
         for (model, family), (xs, ys) in data.items():
             fi, mi = families.index(family), models.index(model)
-            # One model: a colour per family; several: a colour per model, a line style per family.
-            ax.plot(xs, ys, marker="osv^Dxp*"[fi % 8], markersize=4,
-                    color=f"C{(mi if several else fi) % 10}", linestyle=["-", "--", ":", "-."][fi % 4],
-                    label=f"{model} {family}" if several else family)
+            # A colour and marker per family (codec), a line style per model.
+            ax.plot(xs, ys, marker="osv^Dxp*"[fi % 8], markersize=4, color=f"C{fi % 10}",
+                    linestyle=["-", "--", ":", "-."][mi % 4], label=f"{model} {family}" if several else family)
         for mi, (model, m) in enumerate(summary["models"].items()):
             orig = m["settings"].get("original", {})
             if orig.get(metric) is None:
                 continue
-            color = f"C{mi % 10}" if several else "k"
+            color = "k"
             label = f"{model} original" if several else "original"
             if x == "qf":
-                ax.axhline(orig[metric], color=color, linestyle=":", linewidth=1, label=label)
+                ax.axhline(orig[metric], color=color, linestyle=["-", "--", ":", "-."][mi % 4], linewidth=0.8,
+                           label=label)
             elif orig.get("bpp") is not None:
-                ax.plot([orig["bpp"]], [orig[metric]], marker="*", markersize=12, color=color, linestyle="none",
-                        label=label)
+                ax.plot([orig["bpp"]], [orig[metric]], marker="*P"[mi % 2], markersize=12, color=color,
+                        linestyle="none", label=label)
         ax.set_xlabel("bits per pixel" if x == "bpp" else "JPEG quality factor")
         ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} accuracy (%)")
         ax.grid(alpha=0.3)
