@@ -81,7 +81,8 @@ def test_report_is_self_contained(report):
     assert not re.search(r"<script|<link|<iframe|@import|url\((?!#)", text)  # url(#id): SVG clip paths
     assert not re.search(r"""(src|href)=["'](?!#|data:)""", text)
     # The same page from the summary alone (what summary.json holds suffices, heatmap aside).
-    assert render_html(summary) .count("<table") == text.count("<table")
+    assert render_html(summary).count("<table") == text.count("<table")
+    assert "Plots not drawn" in render_html(summary) and "Plots not drawn" not in text
     assert "webp-q20" in text and "n/a" in text and "requant-qf30" in text
 
 

@@ -95,11 +95,8 @@ def render_html(summary: dict, plt=None, out_dir: str | None = None) -> str:
             '<nav><a href="#versions-table">versions</a> · <a href="#models">models</a> · '
             '<a href="#plots">plots</a> · <a href="#worst">worst setting</a> · <a href="#run">run</a></nav>']
     # Versions (model-independent).
-    rows, rcls = [], []
-    for s, v in summary["settings"].items():
-        rows.append([s, v.get("family", ""), v["count"], _f(v["mean_bytes"], 0), _f(v["bpp"], 3), _f(v["cr"]),
-                     _f(v["psnr"]), _f(v["ssim"], 4)])
-        rcls.append("")
+    rows = [[s, v.get("family", ""), v["count"], _f(v["mean_bytes"], 0), _f(v["bpp"], 3), _f(v["cr"]),
+             _f(v["psnr"]), _f(v["ssim"], 4)] for s, v in summary["settings"].items()]
     body += ['<h2 id="versions-table">Versions (model-independent)</h2>',
              _table(["setting", "family", "images", "mean bytes", "bpp", "CR", "PSNR (dB)", "SSIM"], rows,
                     "versions")]

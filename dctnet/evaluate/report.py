@@ -386,24 +386,19 @@ def _write_csvs(out_dir: str, summary: dict) -> None:
 
 
 def _pyplot():
-    """matplotlib's pyplot on the Agg backend, or ``None`` when matplotlib is missing."""
+    """``(pyplot, None)`` on the Agg backend, or ``(None, why)`` when matplotlib is missing."""
     try:  # matplotlib is imported only when plots are written (and reported when missing)
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
+    except ImportError as e:
+        return None, str(e)
+    return plt, None
 
 
 def _plots(out_dir: str, summary: dict) -> list[str] | dict:
-    plt = _pyplot()
+    plt, why = _pyplot()
     if plt is None:
-        try:
-            import matplotlib  # noqa: F401  (for the error message)
-            why = "matplotlib cannot be imported"
-        except ImportError as e:
-            why = str(e)
         msg = (f"PLOTS NOT WRITTEN: matplotlib is not installed ({why}); `pip install matplotlib` "
                "and rerun the same command (nothing is recomputed)")
         print("\n" + "!" * 80 + f"\n{msg}\n" + "!" * 80, file=sys.stderr)
@@ -494,5 +489,5 @@ def write_report(out_dir: str, dataset: Dataset, models: Sequence[str], settings
     with open(path, "w") as fh:
         json.dump(summary, fh, indent=1)
         fh.write("\n")
-    write_html(out_dir, summary, _pyplot() if plots else None)
+    write_html(out_dir, summary, _pyplot()[0] if plots else None)
     return path
