@@ -41,8 +41,8 @@ from PIL import Image, features
 from turbojpeg import (TJFLAG_ACCURATEDCT, TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY,
                        TurboJPEG)
 
-from .codec import (LIBJPEG_TURBO_VERSION, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS, JPEGError,
-                    JPEGHeader, JPEGSource, read_header, read_source)
+from .codec import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS,
+                    LIBJPEG_TURBO_VERSION, JPEGError, JPEGHeader, JPEGSource, read_header, read_source)
 
 __all__ = ["CODECS", "ENCODER", "IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_codec",
            "check_decode_limits", "codec_versions", "decode_image", "decode_rgb", "encode_image", "encode_jpeg",

@@ -77,7 +77,8 @@ def test_setting_names_are_stable_keys():
                                             "jpeg2000", "jpeg2000"]
     assert [s.is_jpeg for s in settings] == [True] * 5 + [False] * 4
     assert [s.is_plain_qf for s in settings] == [False, True, True] + [False] * 6
-    assert [s.name for s in make_settings((50,), codecs=["avif"])][2:] == [f"avif-q{q}" for q in DEFAULT_LADDERS["avif"]]
+    avif = [s.name for s in make_settings((50,), codecs=["avif"])][2:]
+    assert avif == [f"avif-q{q}" for q in DEFAULT_LADDERS["avif"]]
     for bad in (dict(qf=50, codec="webp", gray=True), dict(qf=0, codec="jpeg2000"), dict(qf=50, codec="bpg"),
                 dict(qf=50, requantize=True, downscale=2), dict(requantize=True)):
         with pytest.raises(ValueError):

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         for spec in args.ladder:
             name, sep, params = spec.partition(":")
             if not sep or name not in codecs:
-                raise ValueError(f"--ladder expects CODEC:P,P,... for a codec of --codecs ({', '.join(codecs) or 'none'}), "
-                                 f"got {spec!r}")
+                have = ", ".join(codecs) or "none"
+                raise ValueError(f"--ladder expects CODEC:P,P,... for a codec of --codecs ({have}), got {spec!r}")
             try:
                 codecs[name] = int_list(params)
             except argparse.ArgumentTypeError as e:

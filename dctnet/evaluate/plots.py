@@ -4,8 +4,9 @@ Every figure is a function of the summary, so the PNG files, the inline SVGs of
 ``report.html`` and anyone holding only ``summary.json`` draw the same curves:
 
 * :func:`accuracy_figure` ``(summary, "bpp")``: top-1 and top-5 against bits per pixel, one
-  curve (a colour) per setting family and a line style per model (``jpeg``, ``gray``, ``down2``, ``requant``, and one per
-  other codec: ``jpeg2000``, ``heif``, ``avif``, ``webp``), the original as a star;
+  curve (a colour) per setting family (``jpeg``, ``gray``, ``down2``, ``requant``, and one per
+  other codec: ``jpeg2000``, ``heif``, ``avif``, ``webp``) and a line style per model, the
+  original as a star;
 * :func:`accuracy_figure` ``(summary, "qf")``: the JPEG families against the JPEG quality
   factor (other codecs have no QF), the original as a dotted line;
 * :func:`curves`: the data of those curves, ``{(model, family): (xs, ys)}``.

@@ -11,7 +11,8 @@ The :class:`Predictor` protocol is deliberately small so that any model fits:
   codecs' versions (JPEG 2000, HEIF, AVIF, WebP) as their decode; models without it (DCT
   models, prepared pipelines) are evaluated on the JPEG settings only;
 * ``predict_logits(jpegs) -> (logits, errors)`` — ``jpegs`` a sequence of N JPEG files as
-  bytes (or decoded images, for models that accept pixels); ``logits`` ``float32 (N, num_classes)``; ``errors`` a list of N entries, ``None``
+  bytes (or decoded images, for models that accept pixels); ``logits``
+  ``float32 (N, num_classes)``; ``errors`` a list of N entries, ``None``
   for items that worked and the exception (naming the problem) for items that did not, the
   batch-result convention of ``docs/architecture.md`` — a bad file must not lose the rest of
   the batch; its logits row is NaN.

@@ -329,7 +329,8 @@ def _markdown(summary: dict) -> str:
             out += ["", f"Not applicable to {model} (it takes JPEG files; these are other codecs' files): "
                     + ", ".join(m["not_applicable"]) + "."]
         if m.get("requant"):
-            out += ["", "| requantised | vs | top-1 diff (pp) | top-5 diff (pp) | same top-1 % |", "|---|---|---|---|---|"]
+            out += ["", "| requantised | vs | top-1 diff (pp) | top-5 diff (pp) | same top-1 % |",
+                    "|---|---|---|---|---|"]
             for s, v in m["requant"].items():
                 out.append(f"| {s} | {v['reference']} | {f(v['top1_diff'])} | {f(v['top5_diff'])} | "
                            f"{f(v['same_top1'])} |")
