@@ -27,6 +27,7 @@ set, the Classifier's fallback for images smaller than the crop) calls these fun
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,15 +36,16 @@ from typing import Literal, Sequence
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+import PIL
+from PIL import Image, features
 from turbojpeg import (TJFLAG_ACCURATEDCT, TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_422, TJSAMP_444, TJSAMP_GRAY,
                        TurboJPEG)
 
-from .codec import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS, JPEGError,
-                    JPEGHeader, JPEGSource, read_header, read_source)
+from .codec import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCAN_BLOCKS, DEFAULT_MAX_SCANS,
+                    LIBJPEG_TURBO_VERSION, JPEGError, JPEGHeader, JPEGSource, read_header, read_source)
 
-__all__ = ["ENCODER", "IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_decode_limits", "decode_rgb",
-           "encode_jpeg",
+__all__ = ["CODECS", "ENCODER", "IMAGENET_MEAN", "IMAGENET_STD", "RGBPreprocess", "center_crop", "check_codec",
+           "check_decode_limits", "codec_versions", "decode_image", "decode_rgb", "encode_image", "encode_jpeg",
            "prepare_jpeg", "read_bytes", "reencode_quality", "resize_for_crop", "resize_shorter"]
 
 #: ImageNet's per-channel mean and standard deviation of RGB values scaled to [0, 1].
@@ -247,10 +249,18 @@ class RGBPreprocess:
     def from_dict(cls, d: dict) -> "RGBPreprocess":
         return cls(resize=d.get("resize"), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
 
-    def pixels(self, src: JPEGSource, *, name: str | None = None) -> np.ndarray:
-        """Decoded, resized and cropped pixels: ``uint8 (crop, crop, 3)``."""
-        data, name = read_bytes(src, name)
-        image = decode_rgb(data, name=name)
+    def pixels(self, src: JPEGSource | np.ndarray, *, name: str | None = None) -> np.ndarray:
+        """Decoded, resized and cropped pixels: ``uint8 (crop, crop, 3)``. ``src`` may also be
+        an already decoded image, ``uint8 (H, W, 3)`` (e.g. another codec's decode in
+        `dctnet eval`), which is resized and cropped the same way."""
+        if isinstance(src, np.ndarray):
+            name = name or "<pixels>"
+            if src.dtype != np.uint8 or src.ndim != 3 or src.shape[2] != 3:
+                raise JPEGError(name, f"decoded pixels must be uint8 (H, W, 3), not {src.dtype} {src.shape}")
+            image = src
+        else:
+            data, name = read_bytes(src, name)
+            image = decode_rgb(data, name=name)
         if self.resize is not None:
             image = resize_shorter(image, self.resize)
         try:
@@ -278,7 +288,7 @@ class RGBPreprocess:
         """Many images on a thread pool (decoding and resizing release the GIL).
 
         Args:
-            srcs: N paths or JPEG bytes.
+            srcs: N paths, JPEG bytes or decoded ``uint8 (H, W, 3)`` images.
             threads: pool size (default: all cores).
             out: ``float32 (N, 3, crop, crop)`` to write into.
             names: the sources' names in errors (default: paths, ``"<bytes>"``).
@@ -337,3 +347,117 @@ def prepare_jpeg(data: bytes, *, resize: int = 256, crop: int = 224, quality: in
     if quality is None:
         quality = reencode_quality(read_header(data).quality)
     return encode_jpeg(pixels, int(quality), subsampling="420")
+
+
+# --- other image codecs (`dctnet eval --codecs`) -----------------------------------------------
+
+#: The codecs `dctnet eval --codecs` compares with JPEG, and what each one's parameter means.
+#: Every codec is 8-bit, 4:2:0 (YCbCr for JPEG 2000 through its irreversible colour transform).
+CODECS = {
+    "jpeg2000": {"library": "OpenJPEG through Pillow", "param": "cr",
+                 "meaning": "target compression ratio against 24-bit RGB (quality_mode='rates'); higher = smaller",
+                 "options": "J2K codestream, irreversible 9/7 wavelet, colour transform (mct=1), one layer"},
+    "heif": {"library": "libheif + x265 (HEVC intra, the codec of BPG) through pillow-heif", "param": "q",
+             "meaning": "libheif quality 0..100; higher = larger", "options": "4:2:0, x265 defaults"},
+    "avif": {"library": "libavif + aom (AV1 intra) through Pillow", "param": "q",
+             "meaning": "Pillow/libavif quality 0..100; higher = larger", "options": "4:2:0, speed 6"},
+    "webp": {"library": "libwebp through Pillow", "param": "q",
+             "meaning": "libwebp quality 0..100; higher = larger", "options": "lossy, 4:2:0, method 4"},
+}
+
+_PIL_FEATURE = {"jpeg2000": "jpg_2000", "avif": "avif", "webp": "webp"}
+_PIL_FORMAT = {"jpeg2000": "JPEG2000", "heif": "HEIF", "avif": "AVIF", "webp": "WEBP"}
+
+
+def check_codec(codec: str) -> None:
+    """Raise ``ValueError`` naming the problem when ``codec`` is unknown or this installation
+    cannot encode and decode it (Pillow built without it, pillow-heif missing)."""
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+    if codec == "heif":
+        try:
+            import pillow_heif  # noqa: F401
+        except ImportError as e:
+            raise ValueError(f"codec heif needs pillow-heif, which is not installed ({e}): "
+                             "`pip install pillow-heif` (a dctnet dependency)") from None
+        return
+    if not features.check(_PIL_FEATURE[codec]):
+        raise ValueError(f"codec {codec} is not available: this Pillow ({PIL.__version__}) was built without "
+                         f"{_PIL_FEATURE[codec]} support (install a Pillow wheel from PyPI)")
+
+
+def codec_versions() -> dict:
+    """Library versions behind :data:`CODECS` and the JPEG path (``None``: not available)."""
+    out = {"pillow": PIL.__version__, "simplejpeg": getattr(simplejpeg, "__version__", None),
+           "libjpeg-turbo (reader)": LIBJPEG_TURBO_VERSION}
+    for key, feat in (("openjpeg", "jpg_2000"), ("libwebp", "webp"), ("libavif", "avif")):
+        out[key] = features.version(feat) if features.check(feat) else None
+    try:
+        from PIL import AvifImagePlugin
+        out["aom"] = AvifImagePlugin.get_codec_version("aom")
+    except (ImportError, AttributeError):
+        out["aom"] = None
+    try:
+        import pillow_heif
+        info = pillow_heif.libheif_info()
+        out["pillow-heif"], out["libheif"], out["x265"] = pillow_heif.__version__, info.get("libheif"), info.get("HEIF")
+    except ImportError:
+        out["pillow-heif"] = out["libheif"] = out["x265"] = None
+    return out
+
+
+def encode_image(pixels: np.ndarray, codec: str, param: int) -> bytes:
+    """Encode ``uint8 (H, W, 3)`` RGB with one of :data:`CODECS` at its parameter ``param``
+    (JPEG 2000: the compression ratio; the others: quality 0..100), with the options
+    :data:`CODECS` records. Raises ``ValueError`` for an unknown / unavailable codec or a bad
+    parameter."""
+    check_codec(codec)
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"pixels must be uint8 (H, W, 3), not {pixels.dtype} {pixels.shape}")
+    param = int(param)
+    if codec == "jpeg2000":
+        if param < 1:
+            raise ValueError(f"JPEG 2000 compression ratio must be >= 1, not {param}")
+    elif not 0 <= param <= 100:
+        raise ValueError(f"{codec} quality must be 0..100, not {param}")
+    buf = io.BytesIO()
+    img = Image.fromarray(pixels, "RGB")
+    if codec == "jpeg2000":
+        img.save(buf, "JPEG2000", no_jp2=True, irreversible=True, mct=1, quality_mode="rates",
+                 quality_layers=[float(param)])
+    elif codec == "heif":
+        import pillow_heif
+        pillow_heif.from_pillow(img).save(buf, format="HEIF", quality=param, chroma=420)
+    elif codec == "avif":
+        img.save(buf, "AVIF", quality=param, subsampling="4:2:0", speed=6)
+    else:
+        img.save(buf, "WEBP", quality=param, method=4)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes, codec: str, *, name: str = "<bytes>",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a file of one of :data:`CODECS` to ``uint8 (H, W, 3)`` RGB (8 bits).
+
+    The format is checked against ``codec`` and the size against ``max_pixels`` before the
+    pixels are decoded. Raises :class:`~dctnet.JPEGError` naming ``name`` for anything the
+    decoder rejects (the evaluation's per-item error type)."""
+    check_codec(codec)
+    try:
+        if codec == "heif":
+            import pillow_heif
+            heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+            w, h = heif.size
+            if max_pixels and w * h > max_pixels:
+                raise ValueError(f"{w}x{h} exceeds the limit of {max_pixels} pixels (max_pixels)")
+            img = heif.to_pillow()
+        else:
+            img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[codec]])
+            w, h = img.size
+            if max_pixels and w * h > max_pixels:
+                raise ValueError(f"{w}x{h} exceeds the limit of {max_pixels} pixels (max_pixels)")
+            img.load()
+        return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, RuntimeError, SyntaxError) as e:
+        raise JPEGError(name, f"{codec} decode failed: {e}") from None

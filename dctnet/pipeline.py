@@ -57,7 +57,9 @@ from .ops import DCTLayout, read_to_tensor, to_tensor, usable_size
 __all__ = ["Batch", "DCTPipeline", "Pipeline", "RGBPipeline", "Source", "VersionsPipeline", "jpeg_versions",
            "source_name"]
 
-Source = Union[JPEGSource, DCTImage]
+#: What pipelines take: JPEG paths or bytes, DCTImages (DCT pipelines), decoded ``uint8 (H, W, 3)``
+#: images (RGB pipelines without ``prepared``: another codec's decode in `dctnet eval`).
+Source = Union[JPEGSource, DCTImage, np.ndarray]
 Inputs = Union[torch.Tensor, tuple, np.ndarray]
 
 
@@ -84,9 +86,12 @@ class Batch(NamedTuple):
 
 
 def source_name(src: Source, index: int) -> str:
-    """A source's name in results and errors: its path, a DCTImage's source, or ``<bytes #index>``."""
+    """A source's name in results and errors: its path, a DCTImage's source, ``<bytes #index>``
+    or ``<pixels #index>`` (a decoded image, which only RGB pipelines take)."""
     if isinstance(src, DCTImage):
         return src.source
+    if isinstance(src, np.ndarray):
+        return f"<pixels #{index}>"
     if isinstance(src, (str, os.PathLike)):
         return os.fsdecode(src)
     return f"<bytes #{index}>"
@@ -121,6 +126,8 @@ def _prepare_all(srcs: Sequence[Source], prepared: tuple[int, int], offset: int)
         try:
             if isinstance(src, DCTImage):
                 raise JPEGError(name, "a prepared pipeline re-encodes JPEG files; pass the file, not a DCTImage")
+            if isinstance(src, np.ndarray):
+                raise JPEGError(name, "a prepared pipeline re-encodes JPEG files, not decoded pixels")
             data, _ = read_bytes(src, name)
             out.append(_prepared_jpeg(bytes(data), prepared[0], prepared[1], name))
             errors.append(None)
@@ -265,6 +272,10 @@ class DCTPipeline(Pipeline):
     def __call__(self, srcs: Sequence[Source], *, offset: int = 0, seed: int | None = None,
                  out: Inputs | None = None) -> Batch:
         srcs = list(srcs)
+        for i, s in enumerate(srcs):
+            if isinstance(s, np.ndarray):
+                raise TypeError(f"{source_name(s, offset + i)}: DCT models take JPEG files or DCTImages, "
+                                "not decoded pixels")
         if self.prepared is not None:
             data, errors = _prepare_all(srcs, self.prepared, offset)
             plain = DCTPipeline(self.layout, self.size, threads=self.threads, device=self.device,

@@ -11,7 +11,8 @@ import sys
 
 from . import int_list, model_weights, positive_int
 
-HELP = "accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality (+ HRS/T1K/T5K/TTK/MEANPROB selectors)"
+HELP = ("accuracy of RGB/DCT/ONNX models on a labelled folder at every JPEG quality, other codecs, requantised "
+        "coefficients (+ HRS/T1K/T5K/TTK/MEANPROB selectors, report.html)")
 
 
 
@@ -43,6 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gray", action="store_true", help="also grayscale versions at every QF")
     p.add_argument("--downscale", type=int_list, default=[], metavar="F,F",
                    help="also versions downscaled by these factors (2, 4, 8) at every QF")
+    p.add_argument("--codecs", default="", metavar="CODEC,...",
+                   help="also versions made by other codecs for RGB models: jpeg2000, heif, avif, webp (comma-"
+                   "separated), each with a ladder whose bits per pixel span about JPEG QF 100..10 (see --ladder). "
+                   "DCT models take JPEG settings only: they are evaluated at those, and the report marks the "
+                   "codec rows n/a for them")
+    p.add_argument("--ladder", action="append", default=[], metavar="CODEC:P,P,...",
+                   help="parameters of one --codecs codec instead of its default ladder (quality 0..100; "
+                   "jpeg2000: compression ratio against 24-bit RGB), e.g. webp:90,50,10 (repeatable)")
+    p.add_argument("--requantize", action="store_true",
+                   help="also requant-qfQ at every QF: the original's coefficients requantised with QF Q's tables "
+                   "(no decoding), written losslessly as a JPEG, compared with the true re-encode qfQ")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
     p.add_argument("--threads", "-j", type=int, metavar="N",
                    help="threads (default: all cores, shared among the ranks of a machine under torchrun)")
@@ -71,8 +83,24 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     try:
         weights = model_weights(args.model, args.weights)          # argument errors first
+        codecs: dict = {}
+        for name in (c.strip() for c in args.codecs.split(",") if c.strip()):
+            if name in codecs:
+                raise ValueError(f"--codecs names {name} twice")
+            codecs[name] = None
+        for spec in args.ladder:
+            name, sep, params = spec.partition(":")
+            if not sep or name not in codecs:
+                have = ", ".join(codecs) or "none"
+                raise ValueError(f"--ladder expects CODEC:P,P,... for a codec of --codecs ({have}), got {spec!r}")
+            try:
+                codecs[name] = int_list(params)
+            except argparse.ArgumentTypeError as e:
+                raise ValueError(f"--ladder {spec}: {e}") from None
+            if not codecs[name]:
+                raise ValueError(f"--ladder {spec}: no parameters")
         settings = make_settings(args.qf if args.qf is not None else DEFAULT_QFS, gray=args.gray,
-                                 downscales=args.downscale)
+                                 downscales=args.downscale, requantize=args.requantize, codecs=codecs)
         dataset = open_dataset(args.data, classes=args.classes, labels=args.labels, limit=args.limit)
         predictors = [make_predictor(n, w, threads=threads, bands=args.bands) for n, w in zip(args.model, weights)]
         predictors += [OnnxPredictor(p, threads=threads) for p in args.onnx]
@@ -87,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--onnx-dct expects PATH:N[,N...] (e.g. model.onnx:64,32,16), got {spec!r}")
             predictors.append(OnnxDCTPredictor(path, mode="rgb", threads=threads))
             predictors += [OnnxDCTPredictor(path, n, threads=threads) for n in ns]
+        codec_settings = [s.name for s in settings if not s.is_jpeg]
+        for p in predictors:
+            if codec_settings and not getattr(p, "accepts_pixels", False):
+                print(f"dctnet eval: {p.name} takes JPEG files (DCT coefficients or prepared files): it is evaluated "
+                      f"at the JPEG settings; the {len(codec_settings)} codec settings are n/a for it",
+                      file=sys.stderr)
         confusion = None
         if args.confusion:
             model, sep, setting = args.confusion.rpartition(":")

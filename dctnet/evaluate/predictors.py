@@ -6,8 +6,13 @@ The :class:`Predictor` protocol is deliberately small so that any model fits:
 * ``num_classes: int`` — the width of the logits;
 * ``identity: str`` — a string that changes whenever the weights or the preprocessing
   change (a hash): stored results are only reused for the same identity;
+* ``accepts_pixels: bool`` (optional, default False) — the model also takes decoded images
+  ``uint8 (H, W, 3)`` in place of JPEG bytes: `dctnet eval` gives such models the other
+  codecs' versions (JPEG 2000, HEIF, AVIF, WebP) as their decode; models without it (DCT
+  models, prepared pipelines) are evaluated on the JPEG settings only;
 * ``predict_logits(jpegs) -> (logits, errors)`` — ``jpegs`` a sequence of N JPEG files as
-  bytes; ``logits`` ``float32 (N, num_classes)``; ``errors`` a list of N entries, ``None``
+  bytes (or decoded images, for models that accept pixels); ``logits``
+  ``float32 (N, num_classes)``; ``errors`` a list of N entries, ``None``
   for items that worked and the exception (naming the problem) for items that did not, the
   batch-result convention of ``docs/architecture.md`` — a bad file must not lose the rest of
   the batch; its logits row is NaN.
@@ -59,6 +64,8 @@ class ClassifierPredictor:
         self.name = classifier.name
         self.num_classes = classifier.num_classes
         self.identity = identity or classifier.bundle.identity
+        pipe = classifier.pipeline
+        self.accepts_pixels = pipe.kind == "rgb" and getattr(pipe, "prepared", None) is None
 
     def __repr__(self) -> str:
         return f"ClassifierPredictor({self.classifier!r})"

@@ -27,6 +27,13 @@ Tables:
   version for ImageNet's 1000 classes (about 1.1 GB per model for the 50,000 validation images
   at 11 settings). A successful prediction counts as done only with its logits stored, so
   results of a dctnet that did not store them are recomputed once.
+* ``requant(image, setting, reference, agree_y, agree_all, psnr, error)``: a requantised
+  version (``requant-qf<Q>``) against the true re-encode ``reference`` (``qf<Q>``): the
+  share of equal quantised coefficients in luma and over all components (NULL when the
+  geometries differ) and the PSNR between their decodes.
+* ``meta`` also holds ``codecs``: the other codecs' options and library versions
+  (:data:`dctnet.imaging.CODECS`), recorded when a run first makes their versions; another
+  library version is refused as another JPEG encoder is.
 
 Under ``torchrun`` every rank writes its own shard database (``DIR/shards/rank<R>.sqlite``)
 and rank 0 merges them (:meth:`ResultStore.merge_from`), so no database is written by two
@@ -55,6 +62,8 @@ CREATE TABLE IF NOT EXISTS predictions(image TEXT NOT NULL, setting TEXT NOT NUL
     rank INTEGER, top5 TEXT, error TEXT, PRIMARY KEY(image, setting, model));
 CREATE TABLE IF NOT EXISTS logits(image TEXT NOT NULL, setting TEXT NOT NULL, model TEXT NOT NULL,
     dtype TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY(image, setting, model));
+CREATE TABLE IF NOT EXISTS requant(image TEXT NOT NULL, setting TEXT NOT NULL, reference TEXT NOT NULL,
+    agree_y REAL, agree_all REAL, psnr REAL, error TEXT, PRIMARY KEY(image, setting));
 """
 
 #: float16 holds logits up to this magnitude; larger ones are stored as float32.
@@ -133,6 +142,18 @@ class ResultStore:
             raise StaleResultsError(f"{self.path}: holds versions made with other encoder settings ({row[0]}, now "
                                     f"{value}). Use another --out folder or delete it.")
 
+    def register_codecs(self, settings: dict) -> None:
+        """Record the other codecs' options and library versions; raise :class:`StaleResultsError`
+        if the database holds codec versions made with other ones."""
+        value = json.dumps(settings, sort_keys=True)
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'codecs'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('codecs', ?)", (value,))
+            self.db.commit()
+        elif row[0] != value:
+            raise StaleResultsError(f"{self.path}: holds codec versions made with other codec settings or "
+                                    f"libraries ({row[0]}, now {value}). Use another --out folder or delete it.")
+
     def register_model(self, name: str, identity: str, num_classes: int) -> None:
         """Record a model; raise :class:`StaleResultsError` if ``name`` is stored with another identity."""
         row = self.db.execute("SELECT identity, num_classes FROM models WHERE model = ?", (name,)).fetchone()
@@ -177,6 +198,9 @@ class ResultStore:
             dtype = "<f2" if float(np.max(np.abs(z), initial=0.0)) <= _F16_MAX else "<f4"
             out.append((image, setting, model, dtype, z.astype(dtype).tobytes()))
         self.db.executemany("INSERT OR REPLACE INTO logits VALUES (?, ?, ?, ?, ?)", out)
+    def add_requant(self, rows: Iterable[tuple]) -> None:
+        """Rows ``(image, setting, reference, agree_y, agree_all, psnr, error)``."""
+        self.db.executemany("INSERT OR REPLACE INTO requant VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
 
     def commit(self) -> None:
         self.db.commit()
@@ -186,8 +210,8 @@ class ResultStore:
         self.db.execute("ATTACH DATABASE ? AS other", (os.fspath(other_path),))
         try:
             present = {r[0] for r in self.db.execute("SELECT name FROM other.sqlite_master WHERE type = 'table'")}
-            for table in ("images", "models", "versions", "predictions", "meta", "logits"):
-                if table in present:  # (shards of an older dctnet have no logits table)
+            for table in ("images", "models", "versions", "predictions", "meta", "logits", "requant"):
+                if table in present:  # (shards of an older dctnet have no logits / requant table)
                     self.db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table}")
             self.db.commit()
         finally:
@@ -197,6 +221,10 @@ class ResultStore:
     def versions(self) -> dict[tuple[str, str], tuple]:
         """``(image, setting) -> (bytes, width, height, psnr, ssim, error)``."""
         return {(r[0], r[1]): tuple(r[2:]) for r in self.db.execute("SELECT * FROM versions")}
+
+    def requant(self) -> dict[tuple[str, str], tuple]:
+        """``(image, setting) -> (reference, agree_y, agree_all, psnr, error)``."""
+        return {(r[0], r[1]): tuple(r[2:]) for r in self.db.execute("SELECT * FROM requant")}
 
     def predictions(self, model: str) -> dict[tuple[str, str], tuple]:
         """``(image, setting) -> (rank, top5 list | None, error)`` for one model."""

@@ -25,10 +25,10 @@ import numpy as np
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..codec import DEFAULT_MAX_BYTES, JPEGError, read_source
+from ..codec import DEFAULT_MAX_BYTES, JPEGError, read_dct, read_source
 from ..data.datasets import Dataset
-from ..data.encode import Setting, encode_setting, reference_pixels
-from ..imaging import ENCODER, decode_rgb
+from ..data.encode import Setting, coefficient_agreement, decode_setting, encode_setting, reference_pixels
+from ..imaging import CODECS, ENCODER, codec_versions, decode_rgb
 from .metrics import psnr, ssim
 from .predictors import Predictor
 from .report import write_report as _write
@@ -91,11 +91,22 @@ def _decode_for_metrics(data: bytes, gray: bool, name: str) -> np.ndarray:
     return rgb[:, :, 0] if gray else rgb
 
 
+def _compare_requant(data: bytes, reference: bytes, path: str, setting: Setting) -> tuple:
+    """A requantised version against the true re-encode: ``(agree_y, agree_all, psnr)``."""
+    agree_y, agree_all = coefficient_agreement(read_dct(data), read_dct(reference))
+    a = decode_rgb(data, name=f"{path} [{setting.name}]")
+    b = decode_rgb(reference, name=f"{path} [qf{setting.qf}]")
+    return agree_y, agree_all, psnr(a, b) if a.shape == b.shape else None
+
+
 def _make_versions(path: str, key: str, settings: Sequence[Setting], need_metrics: set[str]):
-    """One image: ``({setting name: bytes}, [version rows], {setting name: error})``."""
-    blobs: dict[str, bytes] = {}
+    """One image: ``({setting name: bytes or decoded pixels}, [version rows], {setting name: error},
+    [requant rows])``. Versions of other codecs are handed on as their decode (``uint8 (H, W, 3)``):
+    RGB models take them as pixels."""
+    blobs: dict[str, bytes | np.ndarray] = {}
     rows: list[tuple] = []
     errors: dict[str, str] = {}
+    requant_rows: list[tuple] = []
     try:
         original = bytes(read_source(path)[0])  # regular files only, size checked first
     except (OSError, JPEGError) as e:
@@ -103,9 +114,12 @@ def _make_versions(path: str, key: str, settings: Sequence[Setting], need_metric
         for s in settings:
             errors[s.name] = msg
             rows.append((key, s.name, None, None, None, None, None, msg))
-        return blobs, rows, errors
+            if s.requantize:
+                requant_rows.append((key, s.name, f"qf{s.qf}", None, None, None, msg))
+        return blobs, rows, errors, requant_rows
     rgb = None
     rgb_error = None
+    encoded: dict[str, bytes] = {}
     for s in settings:
         try:
             if s.is_original:
@@ -130,18 +144,42 @@ def _make_versions(path: str, key: str, settings: Sequence[Setting], need_metric
                 if rgb_error is not None:
                     raise rgb_error
             data = encode_setting(original, s, original_rgb=rgb, name=path)
-            blobs[s.name] = data
+            encoded[s.name] = data
+            dec = None
+            if s.is_jpeg:
+                blobs[s.name] = data
+            else:  # decoded once: the models' input and the quality metrics' operand
+                dec = blobs[s.name] = decode_setting(data, s, name=f"{path} [{s.name}]")
             if s.name in need_metrics:
                 ref = reference_pixels(rgb, s)
-                dec = _decode_for_metrics(data, ref.ndim == 2, f"{path} [{s.name}]")
+                if dec is None:
+                    dec = _decode_for_metrics(data, ref.ndim == 2, f"{path} [{s.name}]")
+                if dec.shape != ref.shape:
+                    raise ValueError(f"{path} [{s.name}]: decoded {dec.shape}, expected {ref.shape}")
                 rows.append((key, s.name, len(data), dec.shape[1], dec.shape[0],
                              psnr(ref, dec), ssim(ref, dec) if min(dec.shape[:2]) >= 11 else None, None))
+                if s.requantize:
+                    reference = encoded.get(f"qf{s.qf}") or encode_setting(original, Setting(s.qf),
+                                                                           original_rgb=rgb, name=path)
+                    requant_rows.append((key, s.name, f"qf{s.qf}") + _compare_requant(data, reference, path, s)
+                                        + (None,))
         except (JPEGError, ValueError, OSError) as e:
             msg = str(e)
             errors[s.name] = msg
+            blobs.pop(s.name, None)
             if s.name in need_metrics:
                 rows.append((key, s.name, None, None, None, None, None, msg))
-    return blobs, rows, errors
+                if s.requantize:
+                    requant_rows.append((key, s.name, f"qf{s.qf}", None, None, None, msg))
+    return blobs, rows, errors, requant_rows
+
+
+def _applicable(predictor: Predictor, settings: Sequence[Setting]) -> list[Setting]:
+    """The settings a model is evaluated at: all of them if it takes decoded pixels, else the
+    JPEG ones (DCT models read JPEG coefficients; other codecs' files have none)."""
+    if getattr(predictor, "accepts_pixels", False):
+        return list(settings)
+    return [s for s in settings if s.is_jpeg]
 
 
 def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Sequence[Setting], out_dir: str,
@@ -175,6 +213,14 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
         if p.num_classes != len(dataset.classes):
             raise ValueError(f"model {p.name} has {p.num_classes} outputs but the class list "
                              f"{dataset.classes.source} has {len(dataset.classes)} classes (give --classes)")
+    codecs = sorted({s.codec for s in settings if not s.is_jpeg})
+    versions = codec_versions()
+    # What a codec version depends on: its options and the library that made it.
+    libs = {"jpeg2000": ["pillow", "openjpeg"], "heif": ["pillow-heif", "libheif", "x265"],
+            "avif": ["pillow", "libavif", "aom"], "webp": ["pillow", "libwebp"]}
+    codec_record = {c: {"options": CODECS[c]["options"], **{k: versions.get(k) for k in libs[c]}}
+                    for c in codecs} or None
+    applicable = {p.name: _applicable(p, settings) for p in predictors}
     threads = threads or os.cpu_count() or 1
     os.makedirs(out_dir, exist_ok=True)
     main_path = os.path.join(out_dir, RESULTS_DB)
@@ -185,6 +231,8 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
             stats = list(pool.map(_size_and_hash, dataset.paths))
         store.register_images(dataset.keys, dataset.labels, [s for s, _ in stats], [h for _, h in stats])
         store.register_encoder(ENCODER)
+        if codec_record is not None:
+            store.register_codecs(codec_record)
         for p in predictors:
             store.register_model(p.name, p.identity, p.num_classes)
 
@@ -213,7 +261,7 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
         for i in mine:
             key = dataset.keys[i]
             if any((key, s.name) not in done_versions for s in settings) or any(
-                    (key, s.name) not in done_preds[p.name] for p in predictors for s in settings):
+                    (key, s.name) not in done_preds[p.name] for p in predictors for s in applicable[p.name]):
                 todo.append(i)
         bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="img", disable=not progress,
                    desc=f"eval rank {rank}/{world_size}" if world_size > 1 else "eval", file=sys.stderr,
@@ -229,12 +277,13 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
                     return _make_versions(dataset.paths[i], key, settings, need)
 
                 prepared = list(pool.map(prepare, idx))
-                for _, rows, _ in prepared:
+                for _, rows, _, requant_rows in prepared:
                     store.add_versions(rows)
+                    store.add_requant(requant_rows)
                 for p in predictors:
                     items, pred_rows = [], []
-                    for key, i, (blobs, _, errs) in zip(keys, idx, prepared):
-                        for s in settings:
+                    for key, i, (blobs, _, errs, _) in zip(keys, idx, prepared):
+                        for s in applicable[p.name]:
                             if (key, s.name) in done_preds[p.name]:
                                 continue
                             if s.name in errs:
@@ -279,4 +328,6 @@ def run_study(dataset: Dataset, predictors: Sequence[Predictor], settings: Seque
                     os.remove(shard)
     if not write_report:
         return None
-    return _write(out_dir, dataset, [p.name for p in predictors], list(settings), **(report_options or {}))
+    options = {"jpeg_only": [p.name for p in predictors if len(applicable[p.name]) < len(settings)],
+               **(report_options or {})}
+    return _write(out_dir, dataset, [p.name for p in predictors], list(settings), **options)
