@@ -5,6 +5,7 @@
 // objects with destructors, and every resource it owns is reachable from ReadResult or the
 // decompressor, so the error path frees exactly what the success path would.
 #include "jpeg_reader.h"
+#include "scan_script.h"
 
 #include <cerrno>
 #include <algorithm>
@@ -280,6 +281,83 @@ JBLOCKARRAY access_block_array(j_common_ptr cinfo, jvirt_barray_ptr ptr, JDIMENS
   return ptr->rows + start_row;
 }
 
+// The decoder's input: data[0, size), then an EOI marker. For a whole read this is libjpeg's
+// memory source (running dry warns JWRN_JPEG_EOF and inserts EOI); for a band-limited read
+// `size` ends at a scan boundary and the first EOI is the real end of the input, given
+// without a warning: the decoder never sees what follows the read point.
+struct PrefixSource {
+  jpeg_source_mgr pub;
+  bool quiet_eoi;
+};
+
+const JOCTET kEoi[2] = {0xFF, JPEG_EOI};
+
+void source_init(j_decompress_ptr) {}
+void source_term(j_decompress_ptr) {}
+
+boolean source_fill(j_decompress_ptr cinfo) {
+  auto* src = reinterpret_cast<PrefixSource*>(cinfo->src);
+  if (src->quiet_eoi) {
+    src->quiet_eoi = false;
+  } else {
+    WARNMS(cinfo, JWRN_JPEG_EOF);
+  }
+  src->pub.next_input_byte = kEoi;
+  src->pub.bytes_in_buffer = 2;
+  return TRUE;
+}
+
+void source_skip(j_decompress_ptr cinfo, long num_bytes) {  // as libjpeg's memory source
+  jpeg_source_mgr* src = cinfo->src;
+  if (num_bytes <= 0) return;
+  while (num_bytes > static_cast<long>(src->bytes_in_buffer)) {
+    num_bytes -= static_cast<long>(src->bytes_in_buffer);
+    (*src->fill_input_buffer)(cinfo);
+  }
+  src->next_input_byte += num_bytes;
+  src->bytes_in_buffer -= static_cast<size_t>(num_bytes);
+}
+
+// Natural index of each zigzag position.
+const int kZigzag[64] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
+    41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
+    30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63};
+
+bool band_limited(const ReadOptions& options) {
+  return !options.header_only && (options.bands < 64 || (options.chroma_bands >= 0 && options.chroma_bands < 64));
+}
+
+struct BandWalk {
+  int needed[2];
+  explicit BandWalk(const ReadOptions& o)
+      : needed{std::max(0, o.bands), o.chroma_bands < 0 ? std::max(0, o.bands) : o.chroma_bands} {}
+};
+
+// Where a band-limited read of data[0, size) stops (plain data: the walk runs in its own
+// frame, never under a setjmp).
+struct BandPlan {
+  bool partial = false;
+  size_t end = 0;
+  int bands[kMaxComponents] = {0};
+  bool zero[kMaxComponents] = {false};
+};
+
+BandPlan plan_band_read(const uint8_t* data, size_t size, const ReadOptions& options) {
+  BandPlan plan;
+  if (!band_limited(options)) return plan;
+  BandWalk w(options);
+  ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
+  if (walker.advance(data, size) != kWalkCut) return plan;
+  plan.partial = true;
+  plan.end = walker.cut();
+  for (int c = 0; c < kMaxComponents; ++c) {
+    plan.bands[c] = walker.bands_read(c);
+    plan.zero[c] = walker.over_read(c);
+  }
+  return plan;
+}
+
 }  // namespace
 
 struct Decompressor::State {
@@ -287,6 +365,7 @@ struct Decompressor::State {
   ErrorManager err;
   ProgressManager progress;
   ClientData client;
+  PrefixSource source;
   bool created;
 };
 
@@ -314,6 +393,13 @@ Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   s->cinfo.client_data = &s->client;
   s->progress.pub.progress_monitor = on_progress;
   s->progress.err = &s->err;
+  // One source manager for every read (libjpeg's jpeg_mem_src refuses to replace another).
+  s->source.pub.init_source = source_init;
+  s->source.pub.fill_input_buffer = source_fill;
+  s->source.pub.skip_input_data = source_skip;
+  s->source.pub.resync_to_restart = jpeg_resync_to_restart;
+  s->source.pub.term_source = source_term;
+  s->cinfo.src = &s->source.pub;
   s->created = true;
 }
 
@@ -348,6 +434,10 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     copy_message(result->message, "input larger than libjpeg can address");
     return;
   }
+  const BandPlan band_plan = plan_band_read(data, size, options);
+  const size_t decoder_bytes = band_plan.partial ? band_plan.end : size;
+  if (result->bytes_read == 0) result->bytes_read = decoder_bytes;
+
   s->err.result = result;
   s->err.options = &options;
   s->err.phase = kPhaseHeader;
@@ -358,6 +448,9 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   s->err.scan_blocks = 0;
   s->err.missing_known = false;
   s->err.pub.num_warnings = 0;
+  s->source.pub.next_input_byte = data;
+  s->source.pub.bytes_in_buffer = decoder_bytes;
+  s->source.quiet_eoi = band_plan.partial;
 
   if (setjmp(s->err.jump)) {
     // Every failure lands here: libjpeg's error_exit, a strict-mode corruption warning,
@@ -374,7 +467,6 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   }
 
   forget_tables(cinfo, &s->client);  // this image's tables only (see ClientData)
-  jpeg_mem_src(cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(cinfo, TRUE);  // TRUE: a tables-only stream is an error
 
   result->width = static_cast<int>(cinfo->image_width);
@@ -485,7 +577,24 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     }
   }
 
+  for (int c = 0; c < cinfo->num_components; ++c) result->bands_read[c] = band_plan.partial ? band_plan.bands[c] : 64;
   if (!options.header_only) {
+    // Bands above the needed ones that the scans before the read point coded may be
+    // incomplete (a later scan refines them): zero, as the bands no scan reached.
+    for (int c = 0; c < cinfo->num_components; ++c) {
+      if (!band_plan.partial || !band_plan.zero[c]) continue;
+      JBLOCKROW base = plan->base[c];
+      const size_t blocks = static_cast<size_t>(plan->rows[c]) * plan->cols[c];
+      const int first = band_plan.bands[c];
+      if (first == 0) {
+        std::memset(base, 0, blocks * sizeof(JBLOCK));
+        continue;
+      }
+      for (size_t b = 0; b < blocks; ++b) {
+        JCOEF* block = base[b];
+        for (int k = first; k < 64; ++k) block[kZigzag[k]] = 0;
+      }
+    }
     // Drop the MCU padding: rows move down in place (destination never passes the source).
     for (int c = 0; c < cinfo->num_components; ++c) {
       const size_t wb = static_cast<size_t>(result->width_in_blocks[c]);
@@ -637,6 +746,7 @@ size_t find_header_end(const uint8_t* data, size_t have, size_t* need) {
 
 bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,
                ReadResult* result) {
+  constexpr size_t kFirstChunk = size_t(16) << 10;
   *data = nullptr;
   *size = 0;
   const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -695,6 +805,30 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
   }
   buffer[0] = soi[0];
   buffer[1] = soi[1];
+  if (band_limited(options)) {
+    // In chunks, each walked for the read point: the file is read up to there (and at most
+    // one chunk further), or whole when it has none (baseline, not band-ordered, ...).
+    BandWalk w(options);
+    ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
+    bool ok = true;
+    size_t want = std::min(capacity, kFirstChunk);
+    while (ok) {
+      const size_t before = have;
+      ok = read_range(fd, buffer, &have, want, result);
+      if (!ok) break;
+      const WalkStatus status = walker.advance(buffer, have);
+      if (status == kWalkCut || have < want || have == before || have >= capacity) break;
+      want = (status == kWalkWhole) ? capacity : std::min(capacity, have + std::max(kFirstChunk / 2, have / 4));
+    }
+    if (!ok) {
+      std::free(buffer);
+      return false;
+    }
+    *data = buffer;
+    *size = have;
+    result->bytes_read = have;
+    return true;
+  }
   bool ok = read_range(fd, buffer, &have, capacity, result);
   size_t header_end = 0;
   while (ok && options.header_only && have == capacity) {
@@ -724,6 +858,7 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
   }
   *data = buffer;
   *size = header_end > 0 ? header_end : have;
+  result->bytes_read = have;
   return true;
 }
 
