@@ -5,6 +5,7 @@
 // objects with destructors, and every resource it owns is reachable from ReadResult or the
 // decompressor, so the error path frees exactly what the success path would.
 #include "jpeg_reader.h"
+#include "first_scans.h"
 #include "scan_script.h"
 
 #include <cerrno>
@@ -338,6 +339,8 @@ struct BandWalk {
 // frame, never under a setjmp).
 struct BandPlan {
   bool partial = false;
+  bool first_scans = false;   // data[first_scan, end) holds only full-precision first scans
+  size_t first_scan = 0;
   size_t end = 0;
   int bands[kMaxComponents] = {0};
   bool zero[kMaxComponents] = {false};
@@ -345,17 +348,68 @@ struct BandPlan {
 
 BandPlan plan_band_read(const uint8_t* data, size_t size, const ReadOptions& options) {
   BandPlan plan;
-  if (!band_limited(options)) return plan;
+  if (options.header_only) return plan;
+  // Whole reads walk too: a band-ordered file read whole goes through first_scans.cpp.
   BandWalk w(options);
   ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
-  if (walker.advance(data, size) != kWalkCut) return plan;
-  plan.partial = true;
-  plan.end = walker.cut();
+  const WalkStatus status = walker.advance(data, size);
+  plan.first_scan = walker.first_scan();
+  if (status == kWalkCut) {
+    plan.first_scans = walker.first_scans_only();
+    plan.partial = true;
+    plan.end = walker.cut();
+  } else if (walker.eoi() > 0 && walker.first_scans_only()) {
+    // Read whole (the read point is the last scan, or no bands were limited), but a
+    // band-ordered file: the direct decoder, and for a band-limited read the same result
+    // as a read that stopped earlier (bands above zero), whatever the file's group ends.
+    plan.first_scans = true;
+    plan.end = walker.eoi();
+    plan.partial = band_limited(options) && walker.reached_at_end();
+    if (!plan.partial) return plan;
+  } else {
+    return plan;
+  }
   for (int c = 0; c < kMaxComponents; ++c) {
     plan.bands[c] = walker.bands_read(c);
     plan.zero[c] = walker.over_read(c);
   }
   return plan;
+}
+
+// The scans of data[first_scan, end) through first_scans.cpp, into the arrays libjpeg would
+// fill (ArrayPlan, planned from the header libjpeg read). false: not decoded (the arrays may
+// hold partial output).
+bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan& band_plan,
+                     const ReadOptions& options, FirstScanTables* tables) {
+  if (tables == nullptr || cinfo->num_components > kMaxComponents) return false;
+  const ArrayPlan* plan = &static_cast<ClientData*>(cinfo->client_data)->plan;
+  FirstScanFrame frame;
+  std::memset(&frame, 0, sizeof(frame));
+  frame.num_components = cinfo->num_components;
+  int max_h = 1, max_v = 1;
+  for (int c = 0; c < cinfo->num_components; ++c) {
+    const jpeg_component_info* comp = &cinfo->comp_info[c];
+    frame.component_id[c] = comp->component_id;
+    frame.h_samp[c] = comp->h_samp_factor;
+    frame.v_samp[c] = comp->v_samp_factor;
+    frame.width_in_blocks[c] = static_cast<int>(comp->width_in_blocks);
+    frame.height_in_blocks[c] = static_cast<int>(comp->height_in_blocks);
+    frame.base[c] = reinterpret_cast<int16_t*>(plan->base[c]);
+    frame.cols[c] = plan->cols[c];
+    max_h = std::max(max_h, comp->h_samp_factor);
+    max_v = std::max(max_v, comp->v_samp_factor);
+  }
+  frame.mcus_per_row = static_cast<int>((cinfo->image_width + 8 * max_h - 1) / (8 * max_h));
+  frame.mcu_rows = static_cast<int>((cinfo->image_height + 8 * max_v - 1) / (8 * max_v));
+  frame.max_scan_blocks = options.max_scan_blocks;
+  HuffmanSpec dc[4], ac[4];
+  for (int i = 0; i < 4; ++i) {
+    const JHUFF_TBL* d = cinfo->dc_huff_tbl_ptrs[i];
+    const JHUFF_TBL* a = cinfo->ac_huff_tbl_ptrs[i];
+    dc[i] = d ? HuffmanSpec{d->bits, d->huffval} : HuffmanSpec{nullptr, nullptr};
+    ac[i] = a ? HuffmanSpec{a->bits, a->huffval} : HuffmanSpec{nullptr, nullptr};
+  }
+  return decode_first_scans(data, band_plan.first_scan, band_plan.end, frame, dc, ac, tables);
 }
 
 }  // namespace
@@ -366,6 +420,7 @@ struct Decompressor::State {
   ProgressManager progress;
   ClientData client;
   PrefixSource source;
+  FirstScanTables* first_scan_tables;
   bool created;
 };
 
@@ -374,6 +429,7 @@ Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   if (s == nullptr) return;  // read() reports it
   std::memset(&s->cinfo, 0, sizeof(s->cinfo));
   std::memset(&s->client, 0, sizeof(s->client));
+  s->first_scan_tables = nullptr;
   s->cinfo.err = jpeg_std_error(&s->err.pub);
   s->err.pub.error_exit = on_error_exit;
   s->err.pub.emit_message = on_emit_message;
@@ -400,12 +456,14 @@ Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   s->source.pub.resync_to_restart = jpeg_resync_to_restart;
   s->source.pub.term_source = source_term;
   s->cinfo.src = &s->source.pub;
+  s->first_scan_tables = make_first_scan_tables();  // null: the direct decoder is not used
   s->created = true;
 }
 
 Decompressor::~Decompressor() {
   if (state_ == nullptr) return;
   if (state_->created) jpeg_destroy_decompress(&state_->cinfo);
+  free_first_scan_tables(state_->first_scan_tables);
   delete state_;
 }
 
@@ -435,6 +493,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     return;
   }
   const BandPlan band_plan = plan_band_read(data, size, options);
+  bool decoded_directly = false;  // set after setjmp, read only on the success path
   const size_t decoder_bytes = band_plan.partial ? band_plan.end : size;
   if (result->bytes_read == 0) result->bytes_read = decoder_bytes;
 
@@ -531,6 +590,17 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     for (int c = 0; c < cinfo->num_components; ++c) {
       plan->base[c] = reinterpret_cast<JBLOCKROW>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
     }
+    if (band_plan.first_scans && !cinfo->arith_code && cinfo->restart_interval == 0 &&
+        band_plan.first_scan > 0) {
+      decoded_directly = decode_directly(cinfo, data, band_plan, options, s->first_scan_tables);
+      if (!decoded_directly) {
+        // libjpeg decodes the same bytes and decides (its result or its error).
+        std::memset(static_cast<char*>(result->buffer) + result->plane_offset[0], 0,
+                    total_bytes - result->plane_offset[0]);
+      }
+    }
+  }
+  if (!options.header_only && !decoded_directly) {
     cinfo->progress = &s->progress.pub;
     s->err.phase = kPhaseCoefficients;
     snapshot_scan(cinfo, &s->err);
@@ -605,6 +675,8 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
         std::memmove(base + row * wb, base + row * padded, wb * sizeof(JBLOCK));
       }
     }
+  }
+  if (!options.header_only && !decoded_directly) {
     jpeg_finish_decompress(cinfo);
   } else {
     jpeg_abort_decompress(cinfo);

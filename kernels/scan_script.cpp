@@ -111,7 +111,11 @@ WalkStatus ScanWalker::scan_ended(size_t end, uint8_t next_marker) {
     records_.push_back(current_);
     return kWalkMore;
   }
-  if (reached && next_marker == 0xD9) return stop(kWalkWhole, "");  // the last scan: read whole
+  if (next_marker == 0xD9) eoi_ = end;
+  if (reached && next_marker == 0xD9) {  // the last scan: nothing to leave out
+    reached_at_end_ = true;
+    return stop(kWalkWhole, "");
+  }
   if (reached) {
     cut_ = end;
     return stop(kWalkCut, "");
@@ -162,7 +166,10 @@ WalkStatus ScanWalker::advance(const uint8_t* data, size_t size) {
     while (code < size && data[code] == 0xFF) ++code;  // fill bytes
     if (code >= size) return kWalkMore;
     const uint8_t marker = data[code];
-    if (marker == 0xD9) return stop(kWalkWhole, "");  // EOI
+    if (marker == 0xD9) {  // EOI
+      if (scans_ > 0 && eoi_ == 0 && pos_ == current_.end) eoi_ = pos_;
+      return stop(kWalkWhole, "");
+    }
     if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
       return stop(kWalkWhole, "a standalone marker between segments");
     }
@@ -191,6 +198,8 @@ WalkStatus ScanWalker::advance(const uint8_t* data, size_t size) {
           return stop(kWalkWhole, "more scans than the scan limit");
         }
         if (current_.irregular && !record_) return stop(kWalkWhole, "");
+        if (first_scan_ == 0) first_scan_ = pos_;
+        if (current_.irregular || current_.ah != 0 || current_.al != 0) first_scans_only_ = false;
         mode_ = kEntropy;
       }
     }

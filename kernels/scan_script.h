@@ -68,6 +68,14 @@ class ScanWalker {
   const std::vector<ScanRecord>& records() const { return records_; }
   bool truncated() const { return truncated_; }   // more scans than max_scans
   const char* problem() const { return problem_; } // why the walk ended early, or ""
+  // Where the first scan's SOS marker is (0: none seen), whether every scan walked is a
+  // regular full-precision first scan (Ah = Al = 0: what first_scans.cpp decodes), and the
+  // offset of the EOI marker when the walk reached it right after a scan (0: not).
+  size_t first_scan() const { return first_scan_; }
+  bool first_scans_only() const { return progressive_ && first_scans_only_; }
+  size_t eoi() const { return eoi_; }
+  // Whether the read point is the last scan (the walk then ends with kWalkWhole).
+  bool reached_at_end() const { return reached_at_end_; }
 
  private:
   WalkStatus stop(WalkStatus status, const char* problem);
@@ -97,6 +105,10 @@ class ScanWalker {
   std::vector<ScanRecord> records_;   // record mode only (may throw std::bad_alloc there)
   bool truncated_ = false;
   const char* problem_ = "";
+  size_t first_scan_ = 0;
+  bool first_scans_only_ = true;
+  size_t eoi_ = 0;
+  bool reached_at_end_ = false;
 };
 
 }  // namespace dctnet
