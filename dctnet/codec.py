@@ -695,8 +695,9 @@ class ScanScript:
 
     def prefix_bytes(self, bands: int) -> int:
         """Bytes a band-limited read of ``bands`` (every component) decodes: the end of the
-        first scan after which they are complete, or the whole file."""
-        for s in self.scans:
+        first scan after which they are complete, or the whole file (also when that scan is
+        the last)."""
+        for s in self.scans[:-1]:
             if self.progressive and min(s.complete) >= bands and s.end:
                 return s.end
         return self.size

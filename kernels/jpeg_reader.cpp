@@ -339,9 +339,10 @@ struct BandWalk {
 // frame, never under a setjmp).
 struct BandPlan {
   bool partial = false;
-  bool first_scans = false;   // data[first_scan, end) holds only full-precision first scans
+  bool first_scans = false;   // data[first_scan, scans_end) holds only full-precision first scans
   size_t first_scan = 0;
-  size_t end = 0;
+  size_t scans_end = 0;       // the read point, or the EOI marker
+  size_t end = 0;             // bytes the decoder gets (then an EOI)
   int bands[kMaxComponents] = {0};
   bool zero[kMaxComponents] = {false};
 };
@@ -357,13 +358,14 @@ BandPlan plan_band_read(const uint8_t* data, size_t size, const ReadOptions& opt
   if (status == kWalkCut) {
     plan.first_scans = walker.first_scans_only();
     plan.partial = true;
-    plan.end = walker.cut();
+    plan.end = plan.scans_end = walker.cut();
   } else if (walker.eoi() > 0 && walker.first_scans_only()) {
     // Read whole (the read point is the last scan, or no bands were limited), but a
     // band-ordered file: the direct decoder, and for a band-limited read the same result
     // as a read that stopped earlier (bands above zero), whatever the file's group ends.
     plan.first_scans = true;
-    plan.end = walker.eoi();
+    plan.scans_end = walker.eoi();
+    plan.end = size;
     plan.partial = band_limited(options) && walker.reached_at_end();
     if (!plan.partial) return plan;
   } else {
@@ -389,6 +391,12 @@ bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan
   int max_h = 1, max_v = 1;
   for (int c = 0; c < cinfo->num_components; ++c) {
     const jpeg_component_info* comp = &cinfo->comp_info[c];
+    // libjpeg latches each table at the component's first scan and fails there when it is
+    // missing: let it.
+    if (comp->quant_tbl_no < 0 || comp->quant_tbl_no >= NUM_QUANT_TBLS ||
+        cinfo->quant_tbl_ptrs[comp->quant_tbl_no] == nullptr) {
+      return false;
+    }
     frame.component_id[c] = comp->component_id;
     frame.h_samp[c] = comp->h_samp_factor;
     frame.v_samp[c] = comp->v_samp_factor;
@@ -409,7 +417,7 @@ bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan
     dc[i] = d ? HuffmanSpec{d->bits, d->huffval} : HuffmanSpec{nullptr, nullptr};
     ac[i] = a ? HuffmanSpec{a->bits, a->huffval} : HuffmanSpec{nullptr, nullptr};
   }
-  return decode_first_scans(data, band_plan.first_scan, band_plan.end, frame, dc, ac, tables);
+  return decode_first_scans(data, band_plan.first_scan, band_plan.scans_end, frame, dc, ac, tables);
 }
 
 }  // namespace
@@ -590,7 +598,7 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     for (int c = 0; c < cinfo->num_components; ++c) {
       plan->base[c] = reinterpret_cast<JBLOCKROW>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
     }
-    if (band_plan.first_scans && !cinfo->arith_code && cinfo->restart_interval == 0 &&
+    if (options.direct_first_scans && band_plan.first_scans && !cinfo->arith_code && cinfo->restart_interval == 0 &&
         band_plan.first_scan > 0) {
       decoded_directly = decode_directly(cinfo, data, band_plan, options, s->first_scan_tables);
       if (!decoded_directly) {

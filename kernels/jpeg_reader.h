@@ -36,6 +36,9 @@ struct ReadOptions {
   int bands = 64;
   int chroma_bands = -1;
   int band_sampling = 0;
+  // Full-precision first scans (band-ordered files) through first_scans.cpp; false: libjpeg
+  // decodes everything (the tests compare the two).
+  bool direct_first_scans = true;
 };
 
 // Everything a read produces. `buffer` (from acquire_buffer) is one block the caller takes

@@ -240,9 +240,10 @@ ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int
 
 nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t max_pixels, int max_scans,
                    bool is_path, uint64_t max_bytes, uint64_t max_scan_blocks, int bands, int chroma_bands,
-                   int band_sampling) {
+                   int band_sampling, bool direct_decoder) {
   ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks,
                                      bands, chroma_bands, band_sampling);
+  options.direct_first_scans = direct_decoder;
   Source src;
   acquire_source(src_obj, is_path, &src);
   struct Releaser {
@@ -410,7 +411,7 @@ NB_MODULE(_native, m) {
   m.def("read", &py_read, nb::arg("src"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("is_path") = false, nb::arg("max_bytes") = 0,
         nb::arg("max_scan_blocks") = 0, nb::arg("bands") = 64, nb::arg("chroma_bands") = -1,
-        nb::arg("band_sampling") = 0);
+        nb::arg("band_sampling") = 0, nb::arg("direct_decoder") = true);
   m.def("read_batch", &py_read_batch, nb::arg("srcs"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"), nb::arg("sink") = 0,
         nb::arg("sink_context") = 0, nb::arg("path_flags") = nb::none(), nb::arg("max_bytes") = 0,
