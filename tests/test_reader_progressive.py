@@ -474,3 +474,22 @@ def test_fuzz_direct_decoder_agrees_with_libjpeg(small_band_ordered, which, edit
         warnings.simplefilter("ignore")
         assert native_outcome(native_read(data, bands, True, strict)) == native_outcome(
             native_read(data, bands, False, strict))
+
+
+@pytest.mark.parametrize("switches", [["-arithmetic"], ["-restart", "2"], ["-restart", "3B"]])
+def test_arithmetic_and_restart_band_ordered_files(originals, tmp_path, switches):
+    """Files the direct decoder leaves to libjpeg: still cut at the read point, still exact."""
+    data = originals["1_420"]
+    script = tmp_path / "s.txt"
+    script.write_text("0,1,2: 0-0, 0, 0 ;\n" + "".join(f"{c}: {a}-{b}, 0, 0 ;\n" for a, b in ((1, 5), (6, 63))
+                                                       for c in range(3)))
+    src = tmp_path / "b.jpg"
+    src.write_bytes(data)
+    out = run_tool("jpegtran", *switches, "-scans", str(script), str(src))
+    assert scan_script(out).band_groups == (1, 6, 64)
+    base = dctnet.read_dct(data)
+    for n in (1, 6, 16):
+        img = dctnet.read_dct(out, bands=n)
+        assert img.bands_read == (n,) * 3
+        assert_planes_equal(img.planes, truncated_bands(base.planes, n), f"{switches} n={n}")
+        assert img.bytes_read == scan_script(out).prefix_bytes(n)
