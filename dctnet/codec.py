@@ -458,7 +458,7 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
             first scan after which those bands are complete at full precision in every
             component (a band-ordered file, ``dctnet prepare --progressive``, holds them in its
             first bytes), and a file given by path is read no further than that (plus at most
-            one 16 KiB read chunk). The bands above are zero and ``bands_read`` says ``n``.
+            one read chunk: 4 KiB or 1/8 of what was read). The bands above are zero and ``bands_read`` says ``n``.
             Baseline files, and progressive files that complete those bands only at their
             end, are read whole (``bands_read`` 64). Corruption inside the scans read is an
             error as always; what follows the read point is not looked at.

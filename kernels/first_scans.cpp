@@ -34,8 +34,9 @@ struct Table {
   int32_t valoffset[18];
 };
 
-// Builds the decoding tables; false for a table libjpeg rejects (JERR_BAD_HUFF_TABLE).
-bool derive(Table* t) {
+// Builds the decoding tables (fast_ac only for AC tables); false for a table libjpeg rejects
+// (JERR_BAD_HUFF_TABLE).
+bool derive(Table* t, bool ac) {
   int huffsize[257];
   uint32_t huffcode[257];
   int p = 0;
@@ -81,6 +82,8 @@ bool derive(Table* t) {
     }
   }
   (void)numsymbols;
+  t->derived = true;
+  if (!ac) return true;
   // By code and value bits, filling each range of entries that share them.
   std::memset(t->fast_ac, 0, sizeof(t->fast_ac));
   p = 0;
@@ -124,10 +127,20 @@ struct BitReader {
   bool bad;        // a marker inside the data
 
   void fill() {
-    // Most of the data has no 0xFF byte: whole bytes while at least 8 remain.
-    while (count <= 56 && end - p >= 2 && p[0] != 0xFF) {
-      buffer = (buffer << 8) | *p++;
-      count += 8;
+    // Most of the data has no 0xFF byte: up to 7 bytes at once when the next 8 have none.
+    if (end - p >= 8) {
+      uint64_t next;
+      std::memcpy(&next, p, 8);
+      next = __builtin_bswap64(next);  // big-endian: the first byte on top
+      const uint64_t inverted = ~next;  // a 0xFF byte becomes a zero byte
+      const bool has_ff = ((inverted - 0x0101010101010101ull) & ~inverted & 0x8080808080808080ull) != 0;
+      if (!has_ff) {
+        const int n = (63 - count) >> 3;  // 1..7 bytes fit
+        buffer = (buffer << (8 * n)) | (next >> (64 - 8 * n));
+        p += n;
+        count += 8 * n;
+        return;
+      }
     }
     while (count <= 56) {
       uint32_t byte;
@@ -238,7 +251,7 @@ bool parse_dht(const uint8_t* p, const uint8_t* end, FirstScanTables* tables) {
 
 bool ready(Table* t, bool dc) {
   if (!t->defined) return false;
-  if (!t->derived && !derive(t)) return false;
+  if (!t->derived && !derive(t, !dc)) return false;
   if (dc && !t->dc_checked && !check_dc(t)) return false;
   return true;
 }

@@ -826,7 +826,7 @@ size_t find_header_end(const uint8_t* data, size_t have, size_t* need) {
 
 bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,
                ReadResult* result) {
-  constexpr size_t kFirstChunk = size_t(16) << 10;
+  constexpr size_t kFirstChunk = size_t(4) << 10;
   *data = nullptr;
   *size = 0;
   const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -887,7 +887,8 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
   buffer[1] = soi[1];
   if (band_limited(options)) {
     // In chunks, each walked for the read point: the file is read up to there (and at most
-    // one chunk further), or whole when it has none (baseline, not band-ordered, ...).
+    // one chunk further: 4 KiB, or 1/8 of what was read), or whole when it has none
+    // (baseline, not band-ordered, ...).
     BandWalk w(options);
     ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
     bool ok = true;
@@ -898,7 +899,7 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
       if (!ok) break;
       const WalkStatus status = walker.advance(buffer, have);
       if (status == kWalkCut || have < want || have == before || have >= capacity) break;
-      want = (status == kWalkWhole) ? capacity : std::min(capacity, have + std::max(kFirstChunk / 2, have / 4));
+      want = (status == kWalkWhole) ? capacity : std::min(capacity, have + std::max(kFirstChunk, have / 8));
     }
     if (!ok) {
       std::free(buffer);

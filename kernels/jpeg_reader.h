@@ -31,7 +31,8 @@ struct ReadOptions {
   // Band-limited read (docs/architecture.md §6): the first `bands` zigzag bands of the first
   // component and `chroma_bands` (-1: `bands`) of the others are needed. A progressive file
   // is decoded only up to the end of the first scan after which those bands are complete
-  // (a file is read no further than that, plus at most one read chunk), the bands above are
+  // (a file is read no further than that, plus at most one read chunk: 4 KiB or 1/8 of
+  // what was read), the bands above are
   // zeroed; other files are read whole. band_sampling: a BandSampling (scan_script.h).
   int bands = 64;
   int chroma_bands = -1;
