@@ -118,11 +118,13 @@ bool check_dc(Table* t) {
 // MSB-first bit reader over entropy-coded data[p, end) (end: the marker after the scan).
 // Stuffed 0xFF 0x00 pairs give 0xFF; a restart marker fails the read. Past the end it
 // supplies zero bytes and counts them: using any of those bits means the data was short.
+// The valid bits sit at the top of `buffer` (the next bit is bit 63), so looking ahead is a
+// constant shift and consuming is one shift: the short dependency chain of Huffman decoding.
 struct BitReader {
   const uint8_t* p;
   const uint8_t* end;
   uint64_t buffer;
-  int count;       // valid bits in buffer (right-aligned)
+  int count;       // valid bits at the top of buffer; the bits below them are zero
   int padding;     // zero bytes supplied past the end
   bool bad;        // a marker inside the data
 
@@ -136,14 +138,14 @@ struct BitReader {
       const bool has_ff = ((inverted - 0x0101010101010101ull) & ~inverted & 0x8080808080808080ull) != 0;
       if (!has_ff) {
         const int n = (63 - count) >> 3;  // 1..7 bytes fit
-        buffer = (buffer << (8 * n)) | (next >> (64 - 8 * n));
+        buffer |= (next & (~0ull << (64 - 8 * n))) >> count;
         p += n;
         count += 8 * n;
         return;
       }
     }
     while (count <= 56) {
-      uint32_t byte;
+      uint64_t byte;
       if (p < end) {
         byte = *p++;
         if (byte == 0xFF) {
@@ -159,25 +161,30 @@ struct BitReader {
         byte = 0;
         ++padding;
       }
-      buffer = (buffer << 8) | byte;
+      buffer |= byte << (56 - count);
       count += 8;
     }
   }
-  uint32_t peek(int n) const { return static_cast<uint32_t>(buffer >> (count - n)) & ((1u << n) - 1); }
+  uint32_t peek(int n) const { return static_cast<uint32_t>(buffer >> (64 - n)); }  // n in 1..32
+  void skip(int n) {  // n in 0..32
+    buffer <<= n;
+    count -= n;
+  }
   // At least 32 bits in the buffer: a code (<= 16 bits) and its value bits (<= 15) fit.
   void ensure32() {
     if (count < 32) fill();
   }
   uint32_t take(int n) {  // n in 0..16, available
-    const uint32_t v = n == 0 ? 0 : peek(n);
-    count -= n;
+    if (n == 0) return 0;
+    const uint32_t v = peek(n);
+    skip(n);
     return v;
   }
   // A symbol of table t (>= 16 bits available); -1 for an invalid code (JWRN_HUFF_BAD_CODE).
   int decode(const Table* t) {
     const uint16_t entry = t->lookup[peek(kLookahead)];
     if (entry != 0) {
-      count -= entry >> 8;
+      skip(entry >> 8);
       return entry & 0xFF;
     }
     int l = kLookahead + 1;
@@ -186,7 +193,7 @@ struct BitReader {
       if (++l > 16) return -1;
       code = static_cast<int32_t>(peek(l));
     }
-    count -= l;
+    skip(l);
     return t->values[(code + t->valoffset[l]) & 0xFF];
   }
   // Whether the scan used exactly its data: no padding bits consumed, no whole byte left.
@@ -378,7 +385,7 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
               k += (fast >> 4) & 15;
               if (k > se) return false;
               block[kNatural[k]] = static_cast<int16_t>(fast >> 8);
-              br.count -= fast & 15;
+              br.skip(fast & 15);
               continue;
             }
             int s = br.decode(t);
