@@ -28,7 +28,8 @@ struct Table {
   bool dc_checked;
   uint16_t lookup[1 << kLookahead];
   // AC tables: a code and its value bits together within the lookahead, for values in
-  // -128..127 (most of them): value << 8 | run << 4 | total length; 0: not that case.
+  // -128..127 (most of them): value << 8 | run << 4 | total length; value 0: EOB (run 0) or
+  // ZRL (run 15); 0: none of these.
   int16_t fast_ac[1 << kLookahead];
   int32_t maxcode[18];
   int32_t valoffset[18];
@@ -90,7 +91,15 @@ bool derive(Table* t, bool ac) {
   for (int l = 1; l <= kLookahead; ++l) {
     for (int i = 1; i <= t->bits[l]; ++i, ++p) {
       const int run = t->values[p] >> 4, size = t->values[p] & 15;
-      if (size == 0 || l + size > kLookahead) continue;
+      if (size == 0) {
+        // EOB (run 0: an end-of-band run of one block) and ZRL (run 15: sixteen zeros), whose
+        // entries have value 0 (never a coefficient's value).
+        if (run != 0 && run != 15) continue;
+        const int first = static_cast<int>(huffcode[p]) << (kLookahead - l);
+        for (int e = 0; e < (1 << (kLookahead - l)); ++e) t->fast_ac[first + e] = static_cast<int16_t>(run * 16 + l);
+        continue;
+      }
+      if (l + size > kLookahead) continue;
       const int spare = kLookahead - l - size;
       for (uint32_t v = 0; v < (1u << size); ++v) {
         const int value = extend(v, size);
@@ -382,10 +391,16 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
             br.ensure32();
             const int fast = t->fast_ac[br.peek(kLookahead)];
             if (fast != 0) {
-              k += (fast >> 4) & 15;
+              const int run = (fast >> 4) & 15;
+              br.skip(fast & 15);
+              if ((fast >> 8) == 0) {  // EOB: this block is done (an end-of-band run of 1)
+                if (run == 0) break;
+                k += 15;               // ZRL
+                continue;
+              }
+              k += run;
               if (k > se) return false;
               block[kNatural[k]] = static_cast<int16_t>(fast >> 8);
-              br.skip(fast & 15);
               continue;
             }
             int s = br.decode(t);
