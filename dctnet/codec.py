@@ -458,10 +458,12 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
             first scan after which those bands are complete at full precision in every
             component (a band-ordered file, ``dctnet prepare --progressive``, holds them in its
             first bytes), and a file given by path is read no further than that (plus at most
-            one read chunk: 4 KiB or 1/8 of what was read). The bands above are zero and ``bands_read`` says ``n``.
-            Baseline files, and progressive files that complete those bands only at their
-            end, are read whole (``bands_read`` 64). Corruption inside the scans read is an
-            error as always; what follows the read point is not looked at.
+            one read chunk: 4 KiB or 1/8 of what was read). The bands above are zero and
+            ``bands_read`` says ``n`` (also for a file made only of full-precision first scans
+            whose read point is its last scan). Baseline files, and progressive files that
+            complete those bands only at their end otherwise (``cjpeg -progressive``), are
+            read whole (``bands_read`` 64). Corruption inside the scans read is an error as
+            always; what follows the read point is not looked at.
         chroma_bands: bands needed of the components after the first (default: ``bands``;
             0: none, those planes are zero).
         band_sampling: ``"420"``: the band-limited read applies only to gray and 4:2:0 YCbCr
