@@ -31,6 +31,12 @@ __all__ = [
     "read_dct_batch",
     "read_batch_with_sink",
     "read_header",
+    "scan_script",
+    "Scan",
+    "ScanScript",
+    "transcode_progressive",
+    "BandSampling",
+    "DEFAULT_BAND_GROUPS",
     "estimate_quality",
     "ijg_qtables",
     "read_source",
@@ -58,6 +64,11 @@ DEFAULT_MAX_SCAN_BLOCKS = 30_000_000
 LIBJPEG_TURBO_VERSION: str | None = getattr(_native, "LIBJPEG_TURBO_VERSION", None)
 
 JPEGSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+#: Which files a band-limited read applies to: ``"any"`` progressive file, or only those a
+#: 4:2:0 layout takes without resampling (``"420"``: gray, or YCbCr sampled 2x2, 1x1, 1x1).
+BandSampling = Literal["any", "420"]
+_BAND_SAMPLING = {"any": 0, "420": 1}
 
 _COLORSPACES = {0: "unknown", 1: "gray", 2: "rgb", 3: "ycbcr", 4: "cmyk", 5: "ycck"}
 _KIND_JPEG, _KIND_OS, _KIND_LIMIT, _KIND_MEMORY, _KIND_INVALID = 1, 2, 3, 4, 5
@@ -156,10 +167,27 @@ class DCTImage(_JPEGInfo):
         source: the file's path or ``"<bytes>"``.
         missing_blocks: in lenient mode, how many blocks damaged data left undecoded (0
             otherwise; the rule is in :func:`read_dct`).
+        bands_read: per component, how many of the lowest zigzag bands ``planes`` hold: 64
+            when the file was read whole; ``n`` after a band-limited read that stopped early
+            (``read_dct(..., bands=n)`` of a band-ordered progressive file), the bands above
+            being zero.
+        bytes_read: bytes of the source the reader used: read from the file (a path), or
+            given to the decoder (bytes); less than the file after a band-limited read.
     """
 
     planes: tuple[np.ndarray, ...]
     missing_blocks: int = 0
+    bands_read: tuple[int, ...] = ()
+    bytes_read: int = 0
+
+    def __post_init__(self):
+        if not self.bands_read:  # built elsewhere (tests, resizing): whole
+            object.__setattr__(self, "bands_read", (64,) * len(self.planes))
+
+    @property
+    def partial(self) -> bool:
+        """Whether a band-limited read left out bands (see :attr:`bands_read`)."""
+        return any(b < 64 for b in self.bands_read)
 
     @property
     def block_shapes(self) -> tuple[tuple[int, int], ...]:
@@ -354,24 +382,43 @@ def _build(result: tuple | None, name: str, header_only: bool):
         if errno_ == errno.EISDIR:
             return _JPEGDirectoryError(name, message)
         return JPEGError(name, message)
-    width, height, cs, progressive, arithmetic, restart, sampling, qtables, planes, corrupt, other = result
+    (width, height, cs, progressive, arithmetic, restart, sampling, qtables, planes, corrupt, other, bands_read,
+     bytes_read) = result
     missing = _warn(name, corrupt, other, stacklevel=3)
     common = dict(qtables=qtables, width=width, height=height, sampling=sampling,
                   colorspace=_COLORSPACES.get(cs, "unknown"), progressive=progressive, arithmetic=arithmetic,
                   restart_interval=restart, source=name)
     if header_only:
         return JPEGHeader(block_shapes=planes, **common)
-    return DCTImage(planes=planes, missing_blocks=int(missing), **common)
+    return DCTImage(planes=planes, missing_blocks=int(missing), bands_read=tuple(bands_read),
+                    bytes_read=int(bytes_read), **common)
 
 
-def _read_one(src: JPEGSource, header_only: bool, strict: bool, limits: dict[str, int]):
+def _band_options(bands: int | None, chroma_bands: int | None, band_sampling: str) -> dict[str, int]:
+    """The native reader's band-limited read options (64, -1: everything), checked."""
+    def count(value, what, low):
+        if value is None:
+            return 64
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= 64:
+            raise ValueError(f"{what} must be an int in {low}..64 or None, not {value!r}")
+        return int(value)
+
+    if band_sampling not in _BAND_SAMPLING:
+        raise ValueError(f"band_sampling must be 'any' or '420', not {band_sampling!r}")
+    luma = count(bands, "bands", 1)
+    chroma = -1 if chroma_bands is None else count(chroma_bands, "chroma_bands", 0)
+    return {"bands": luma, "chroma_bands": chroma, "band_sampling": _BAND_SAMPLING[band_sampling]}
+
+
+def _read_one(src: JPEGSource, header_only: bool, strict: bool, limits: dict[str, int],
+              band_options: dict[str, int] | None = None):
     """One read through the native reader: the DCTImage/JPEGHeader, or the exception to raise
     (every failure inside the native call, expected or not, names the source)."""
     obj, name, is_path = _source_name(src)
     try:
         result = _native.read(obj, strict, header_only, limits["max_pixels"], limits["max_scans"],
                               is_path=is_path, max_bytes=limits["max_bytes"],
-                              max_scan_blocks=limits["max_scan_blocks"])
+                              max_scan_blocks=limits["max_scan_blocks"], **(band_options or {}))
     except (RuntimeError, ValueError) as e:   # not expected: the binding reports per item
         return JPEGError(name, f"{type(e).__name__}: {e}")
     return _build(result, name, header_only)
@@ -379,7 +426,8 @@ def _read_one(src: JPEGSource, header_only: bool, strict: bool, limits: dict[str
 
 def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
              max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
-             max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> DCTImage:
+             max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS, bands: int | None = None,
+             chroma_bands: int | None = None, band_sampling: BandSampling = "any") -> DCTImage:
     """Read the quantised DCT coefficients of one JPEG.
 
     Args:
@@ -405,6 +453,22 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
         max_scan_blocks: largest number of block decodes summed over all scans (default
             :data:`DEFAULT_MAX_SCAN_BLOCKS`), checked before each scan: bounds the work of
             progressive files with many scans (``None``: no limit).
+        bands: read only the ``bands`` lowest zigzag bands (1..64; ``None``: all), when the
+            file allows it: a progressive file is entropy-decoded only up to the end of the
+            first scan after which those bands are complete at full precision in every
+            component (a band-ordered file, ``dctnet prepare --progressive``, holds them in its
+            first bytes), and a file given by path is read no further than that (plus at most
+            one read chunk: 4 KiB or 1/8 of what was read). The bands above are zero and
+            ``bands_read`` says ``n`` (also for a file made only of full-precision first scans
+            whose read point is its last scan). Baseline files, and progressive files that
+            complete those bands only at their end otherwise (``cjpeg -progressive``), are
+            read whole (``bands_read`` 64). Corruption inside the scans read is an error as
+            always; what follows the read point is not looked at.
+        chroma_bands: bands needed of the components after the first (default: ``bands``;
+            0: none, those planes are zero).
+        band_sampling: ``"420"``: the band-limited read applies only to gray and 4:2:0 YCbCr
+            files (the ones a 4:2:0 layout uses without resampling their chroma, which mixes
+            bands); others are read whole. ``"any"`` (default): every file.
 
     Returns:
         A :class:`DCTImage` whose ``planes[c]`` is ``int16 (Hb, Wb, 64)``.
@@ -414,8 +478,10 @@ def read_dct(src: JPEGSource, *, strict: bool = True, max_pixels: int | None = D
             not a regular file or has a NUL byte; the message names the source and gives the
             reason. OSError: the file cannot be opened or read.
     """
+    band_options = _band_options(bands, chroma_bands, band_sampling)
     return _value_or_raise(_read_one(src, False, strict, check_limits(
-        max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks)))
+        max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks),
+        band_options))
 
 
 def read_header(src: JPEGSource, *, max_pixels: int | None = None,
@@ -458,11 +524,11 @@ def _batch_arguments(srcs: Iterable[JPEGSource], threads: int | None) -> tuple[l
 
 
 def _read_batch_native(objs: list, flags: bytes, threads: int, strict: bool, limits: dict[str, int],
-                       sink: int = 0, sink_context: int = 0) -> list:
+                       sink: int = 0, sink_context: int = 0, band_options: dict[str, int] | None = None) -> list:
     """The native batch read (results, not yet built)."""
     return _native.read_batch(objs, strict, False, limits["max_pixels"], limits["max_scans"], threads, sink,
                               sink_context, path_flags=flags, max_bytes=limits["max_bytes"],
-                              max_scan_blocks=limits["max_scan_blocks"])
+                              max_scan_blocks=limits["max_scan_blocks"], **(band_options or {}))
 
 
 class BatchResult(NamedTuple):
@@ -479,7 +545,8 @@ class BatchResult(NamedTuple):
 def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: int, *, threads: int | None = None,
                          strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                          max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                         max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list:
+                         max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS, bands: int | None = None,
+                         chroma_bands: int | None = None, band_sampling: BandSampling = "any") -> list:
     """The native batch read with an image sink: a C callback (``kernels/native_module.cpp``,
     ``ImageSink``) that each reader thread calls right after decoding an image, on its thread.
     The low-level step under :func:`dctnet.ops.read_to_tensor`.
@@ -487,8 +554,8 @@ def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: in
     Args:
         srcs: paths and/or bytes-like objects.
         sink, sink_context: the callback's address and its context pointer (0, 0: none).
-        threads, strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for
-            :func:`read_dct_batch`.
+        threads, strict, max_pixels, max_scans, max_bytes, max_scan_blocks, bands, chroma_bands,
+            band_sampling: as for :func:`read_dct_batch`.
 
     Returns:
         One entry per source: ``None`` (the sink consumed the image, after its warnings were
@@ -496,8 +563,9 @@ def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: in
     """
     limits = check_limits(max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
                           max_scan_blocks=max_scan_blocks)
+    band_options = _band_options(bands, chroma_bands, band_sampling)
     objs, names, flags, threads = _batch_arguments(srcs, threads)
-    results = _read_batch_native(objs, flags, threads, strict, limits, sink, sink_context)
+    results = _read_batch_native(objs, flags, threads, strict, limits, sink, sink_context, band_options)
     del objs
     out = [_build(r, name, False) for r, name in zip(results, names)]
     del results
@@ -508,7 +576,9 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
                    on_error: Literal["raise", "return"] = "raise", strict: bool = True,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS,
                    max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                   max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS) -> list[DCTImage] | BatchResult:
+                   max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS, bands: int | None = None,
+                   chroma_bands: int | None = None,
+                   band_sampling: BandSampling = "any") -> list[DCTImage] | BatchResult:
     """Read many JPEGs on a pool of native threads (GIL released, one decompressor per thread).
 
     Args:
@@ -519,6 +589,8 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
         on_error: ``"raise"`` raises the first failure (after all items were read);
             ``"return"`` returns every item: ``BatchResult(images, errors)``.
         strict, max_pixels, max_scans, max_bytes, max_scan_blocks: as for :func:`read_dct`.
+        bands, chroma_bands, band_sampling: the band-limited read of :func:`read_dct`, for
+            every item (each image's ``bands_read`` says what it holds).
 
     Returns:
         ``on_error="raise"``: the list of :class:`DCTImage` in input order.
@@ -531,7 +603,8 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
     if on_error not in ("raise", "return"):
         raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
     out = read_batch_with_sink(list(srcs), 0, 0, threads=threads, strict=strict, max_pixels=max_pixels,
-                               max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks)
+                               max_scans=max_scans, max_bytes=max_bytes, max_scan_blocks=max_scan_blocks,
+                               bands=bands, chroma_bands=chroma_bands, band_sampling=band_sampling)
     if on_error == "return":
         errors = [x if isinstance(x, BaseException) else None for x in out]
         return BatchResult([None if isinstance(x, BaseException) else x for x in out], errors)
@@ -545,6 +618,157 @@ def read_dct_batch(srcs: Iterable[JPEGSource], *, threads: int | None = None,
                 raise error
             finally:
                 error = None
+    return out
+
+
+# --- Scan scripts and band-ordered progressive files (docs/architecture.md §6) -------------
+
+class Scan(NamedTuple):
+    """One scan of a JPEG: its components (frame indices), zigzag bands ``ss..se``, successive
+    approximation bits ``ah``/``al``, where it lies in the file (``start``: its SOS marker;
+    ``end``: the marker after its entropy-coded data, 0 if the file ends inside it), and
+    ``complete``: per component, how many leading bands are complete at full precision after
+    it (the read point of a band-limited read is the first scan whose ``complete`` covers
+    what is needed). ``irregular``: it overlaps or refines bands out of order."""
+
+    components: tuple[int, ...]
+    ss: int
+    se: int
+    ah: int
+    al: int
+    start: int
+    end: int
+    complete: tuple[int, ...]
+    irregular: bool
+
+
+@dataclass(frozen=True)
+class ScanScript:
+    """What :func:`scan_script` returns: the scans of a file, in file order.
+
+    Attributes:
+        scans: the :class:`Scan` s.
+        progressive, arithmetic: coding process (from the frame header).
+        num_components: components of the frame.
+        size: bytes of the file.
+        truncated: more scans than the scan limit (the rest are not listed).
+        problem: why the walk stopped before the end (unusual markers), or ``""``.
+    """
+
+    scans: tuple[Scan, ...]
+    progressive: bool
+    arithmetic: bool
+    num_components: int
+    size: int
+    truncated: bool = False
+    problem: str = ""
+
+    @property
+    def band_groups(self) -> tuple[int, ...] | None:
+        """The band-group boundaries if the file is band-ordered, else ``None``.
+
+        Band-ordered: a progressive file whose scans are all at full precision (``ah = al =
+        0``) and regular, and which delivers bands group by group: the boundaries are the
+        distinct values of ``min(complete)`` after each scan (the read points; the last
+        one 64), every scan's bands lie inside one group ``[b_{i-1}, b_i)`` and the groups
+        of successive scans never decrease. Every prefix ending at a group boundary then
+        holds exactly the bands below it, complete, and nothing else.
+        """
+        if not self.progressive or not self.scans or self.truncated or self.problem:
+            return None
+        if any(s.irregular or s.ah or s.al or not s.end for s in self.scans):
+            return None
+        points = sorted({min(s.complete) for s in self.scans} - {0})
+        if not points or points[-1] != 64:
+            return None
+        group = lambda band: next(i for i, b in enumerate(points) if band < b)  # noqa: E731
+        last = 0
+        for s in self.scans:
+            g = group(s.ss)
+            if group(s.se) != g or g < last:
+                return None
+            last = g
+        return tuple(points)
+
+    @property
+    def band_ordered(self) -> bool:
+        """Whether :attr:`band_groups` is not ``None``."""
+        return self.band_groups is not None
+
+    def prefix_bytes(self, bands: int) -> int:
+        """Bytes a band-limited read of ``bands`` (every component) decodes: the end of the
+        first scan after which they are complete, or the whole file (also when that scan is
+        the last)."""
+        for s in self.scans[:-1]:
+            if self.progressive and min(s.complete) >= bands and s.end:
+                return s.end
+        return self.size
+
+
+def scan_script(src: JPEGSource, *, max_scans: int = DEFAULT_MAX_SCANS,
+                max_bytes: int | None = DEFAULT_MAX_BYTES) -> ScanScript:
+    """The scan script of a JPEG, found by walking its markers (no entropy decoding).
+
+    The same walk the reader's band-limited read uses to find its read point
+    (``kernels/scan_script.cpp``). The file is opened as :func:`read_source` does.
+
+    Raises:
+        JPEGError: as :func:`read_source`; OSError: the file cannot be read.
+    """
+    data, name = read_source(src, max_bytes=max_bytes)
+    limit = check_limits(max_scans=max_scans)["max_scans"]
+    progressive, arithmetic, ncomp, scans, truncated, problem = _native.scan_script(bytes(data), limit)
+    return ScanScript(tuple(Scan(tuple(c), ss, se, ah, al, start, end, tuple(done), irregular)
+                            for c, ss, se, ah, al, start, end, done, irregular in scans),
+                      bool(progressive), bool(arithmetic), int(ncomp), len(data), bool(truncated), str(problem))
+
+
+#: Default band groups of :func:`transcode_progressive`: DC, then 1-5, 6-15, 16-63
+#: (the FBS models' 6, 16 and 64 bands each a prefix).
+DEFAULT_BAND_GROUPS = (1, 6, 16, 64)
+
+
+def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_GROUPS, *,
+                          max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                          max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
+    """Rewrite a JPEG as a band-ordered progressive JPEG, losslessly.
+
+    The coefficients are read and written as they are (libjpeg-turbo's
+    ``jpeg_read_coefficients`` / ``jpeg_write_coefficients``, as jpegtran does; no decoding,
+    no requantisation), with a scan script ordered by band groups: the DC band of every
+    component first, then for each group ``[b_{i-1}, b_i)`` one scan per component, at full
+    precision (no successive approximation), Huffman tables optimised per scan. Every prefix
+    of the file that ends at a group boundary then holds all bands below it, so
+    ``read_dct(..., bands=n)`` decodes only up to the first boundary ``>= n``.
+    APPn and COM markers are kept.
+
+    Args:
+        src: a path or the file's bytes (any JPEG libjpeg reads: baseline, progressive,
+            arithmetic; corrupt data is an error).
+        bands: strictly increasing group boundaries (band counts) in 1..64; 64 is added when
+            missing. E.g. ``(1, 6, 16, 64)``.
+        max_pixels, max_bytes: as for :func:`read_dct`.
+
+    Returns:
+        The new file's bytes.
+
+    Raises:
+        JPEGError: unreadable input or a limit exceeded, naming the source. ValueError: bad
+        ``bands``.
+    """
+    groups = [int(b) for b in bands]
+    if groups and groups[-1] != 64:
+        groups.append(64)
+    if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
+        raise ValueError(f"bands must be strictly increasing band counts in 1..64, not {tuple(bands)}")
+    data, name = read_source(src, max_bytes=max_bytes)
+    limit = check_limits(max_pixels=max_pixels)["max_pixels"]
+    out = _native.transcode(bytes(data), groups, limit)
+    if isinstance(out, tuple):
+        kind, _, message = out
+        if kind == _KIND_MEMORY:
+            raise MemoryError(f"{name}: {message}")
+        raise JPEGError(name, message)
     return out
 
 

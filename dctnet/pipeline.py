@@ -10,7 +10,9 @@ the training loaders and `dctnet bench throughput` all feed models through them.
   and gathered into the batch by the reader thread that decoded it
   (:func:`dctnet.ops.read_to_tensor`); files that route cannot take (chroma other than
   4:2:0, which needs DCT-domain resampling; given ``DCTImage`` s; CUDA outputs) go through
-  :func:`dctnet.read_dct_batch` + :func:`dctnet.ops.to_tensor`, the same numbers. Crops are
+  :func:`dctnet.read_dct_batch` + :func:`dctnet.ops.to_tensor`, the same numbers. Either way
+  only the bands the layout uses are decoded when a file allows it (band-ordered progressive
+  files, :meth:`dctnet.ops.DCTLayout.read_bands`), except when resizing. Crops are
   centred (evaluation) or random with random flips (training, seeded), on block boundaries.
   With ``resize=`` (every registered DCT model's evaluation), images are resampled in the DCT
   domain like the RGB pipeline (:mod:`dctnet.ops.resize`), any size. Without it (exact block
@@ -326,7 +328,10 @@ class DCTPipeline(Pipeline):
         to_read = [i for i, s in enumerate(srcs) if not isinstance(s, DCTImage)]
         images: list = list(srcs)
         if to_read:
-            read, read_errors = read_dct_batch([srcs[i] for i in to_read], threads=self.threads, on_error="return")
+            # only the bands the layout uses when files allow it (not when resizing: it mixes bands)
+            bands = self.layout.read_bands() if self.resize is None else {}
+            read, read_errors = read_dct_batch([srcs[i] for i in to_read], threads=self.threads, on_error="return",
+                                               **bands)
             for i, img, error in zip(to_read, read, read_errors):
                 images[i] = img if error is None else error
         ready, ok = [], []

@@ -5,6 +5,8 @@
 // objects with destructors, and every resource it owns is reachable from ReadResult or the
 // decompressor, so the error path frees exactly what the success path would.
 #include "jpeg_reader.h"
+#include "first_scans.h"
+#include "scan_script.h"
 
 #include <cerrno>
 #include <algorithm>
@@ -280,6 +282,144 @@ JBLOCKARRAY access_block_array(j_common_ptr cinfo, jvirt_barray_ptr ptr, JDIMENS
   return ptr->rows + start_row;
 }
 
+// The decoder's input: data[0, size), then an EOI marker. For a whole read this is libjpeg's
+// memory source (running dry warns JWRN_JPEG_EOF and inserts EOI); for a band-limited read
+// `size` ends at a scan boundary and the first EOI is the real end of the input, given
+// without a warning: the decoder never sees what follows the read point.
+struct PrefixSource {
+  jpeg_source_mgr pub;
+  bool quiet_eoi;
+};
+
+const JOCTET kEoi[2] = {0xFF, JPEG_EOI};
+
+void source_init(j_decompress_ptr) {}
+void source_term(j_decompress_ptr) {}
+
+boolean source_fill(j_decompress_ptr cinfo) {
+  auto* src = reinterpret_cast<PrefixSource*>(cinfo->src);
+  if (src->quiet_eoi) {
+    src->quiet_eoi = false;
+  } else {
+    WARNMS(cinfo, JWRN_JPEG_EOF);
+  }
+  src->pub.next_input_byte = kEoi;
+  src->pub.bytes_in_buffer = 2;
+  return TRUE;
+}
+
+void source_skip(j_decompress_ptr cinfo, long num_bytes) {  // as libjpeg's memory source
+  jpeg_source_mgr* src = cinfo->src;
+  if (num_bytes <= 0) return;
+  while (num_bytes > static_cast<long>(src->bytes_in_buffer)) {
+    num_bytes -= static_cast<long>(src->bytes_in_buffer);
+    (*src->fill_input_buffer)(cinfo);
+  }
+  src->next_input_byte += num_bytes;
+  src->bytes_in_buffer -= static_cast<size_t>(num_bytes);
+}
+
+// Natural index of each zigzag position.
+const int kZigzag[64] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
+    41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
+    30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63};
+
+bool band_limited(const ReadOptions& options) {
+  return !options.header_only && (options.bands < 64 || (options.chroma_bands >= 0 && options.chroma_bands < 64));
+}
+
+struct BandWalk {
+  int needed[2];
+  explicit BandWalk(const ReadOptions& o)
+      : needed{std::max(0, o.bands), o.chroma_bands < 0 ? std::max(0, o.bands) : o.chroma_bands} {}
+};
+
+// Where a band-limited read of data[0, size) stops (plain data: the walk runs in its own
+// frame, never under a setjmp).
+struct BandPlan {
+  bool partial = false;
+  bool first_scans = false;   // data[first_scan, scans_end) holds only full-precision first scans
+  size_t first_scan = 0;
+  size_t scans_end = 0;       // the read point, or the EOI marker
+  size_t end = 0;             // bytes the decoder gets (then an EOI)
+  int bands[kMaxComponents] = {0};
+  bool zero[kMaxComponents] = {false};
+};
+
+BandPlan plan_band_read(const uint8_t* data, size_t size, const ReadOptions& options) {
+  BandPlan plan;
+  if (options.header_only) return plan;
+  // Whole reads walk too: a band-ordered file read whole goes through first_scans.cpp.
+  BandWalk w(options);
+  ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
+  const WalkStatus status = walker.advance(data, size);
+  plan.first_scan = walker.first_scan();
+  if (status == kWalkCut) {
+    plan.first_scans = walker.first_scans_only();
+    plan.partial = true;
+    plan.end = plan.scans_end = walker.cut();
+  } else if (walker.eoi() > 0 && walker.first_scans_only()) {
+    // Read whole (the read point is the last scan, or no bands were limited), but a
+    // band-ordered file: the direct decoder, and for a band-limited read the same result
+    // as a read that stopped earlier (bands above zero), whatever the file's group ends.
+    plan.first_scans = true;
+    plan.scans_end = walker.eoi();
+    plan.end = size;
+    plan.partial = band_limited(options) && walker.reached_at_end();
+    if (!plan.partial) return plan;
+  } else {
+    return plan;
+  }
+  for (int c = 0; c < kMaxComponents; ++c) {
+    plan.bands[c] = walker.bands_read(c);
+    plan.zero[c] = walker.over_read(c);
+  }
+  return plan;
+}
+
+// The scans of data[first_scan, end) through first_scans.cpp, into the arrays libjpeg would
+// fill (ArrayPlan, planned from the header libjpeg read). false: not decoded (the arrays may
+// hold partial output).
+bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan& band_plan,
+                     const ReadOptions& options, FirstScanTables* tables) {
+  if (tables == nullptr || cinfo->num_components > kMaxComponents) return false;
+  const ArrayPlan* plan = &static_cast<ClientData*>(cinfo->client_data)->plan;
+  FirstScanFrame frame;
+  std::memset(&frame, 0, sizeof(frame));
+  frame.num_components = cinfo->num_components;
+  int max_h = 1, max_v = 1;
+  for (int c = 0; c < cinfo->num_components; ++c) {
+    const jpeg_component_info* comp = &cinfo->comp_info[c];
+    // libjpeg latches each table at the component's first scan and fails there when it is
+    // missing: let it.
+    if (comp->quant_tbl_no < 0 || comp->quant_tbl_no >= NUM_QUANT_TBLS ||
+        cinfo->quant_tbl_ptrs[comp->quant_tbl_no] == nullptr) {
+      return false;
+    }
+    frame.component_id[c] = comp->component_id;
+    frame.h_samp[c] = comp->h_samp_factor;
+    frame.v_samp[c] = comp->v_samp_factor;
+    frame.width_in_blocks[c] = static_cast<int>(comp->width_in_blocks);
+    frame.height_in_blocks[c] = static_cast<int>(comp->height_in_blocks);
+    frame.base[c] = reinterpret_cast<int16_t*>(plan->base[c]);
+    frame.cols[c] = plan->cols[c];
+    max_h = std::max(max_h, comp->h_samp_factor);
+    max_v = std::max(max_v, comp->v_samp_factor);
+  }
+  frame.mcus_per_row = static_cast<int>((cinfo->image_width + 8 * max_h - 1) / (8 * max_h));
+  frame.mcu_rows = static_cast<int>((cinfo->image_height + 8 * max_v - 1) / (8 * max_v));
+  frame.max_scan_blocks = options.max_scan_blocks;
+  HuffmanSpec dc[4], ac[4];
+  for (int i = 0; i < 4; ++i) {
+    const JHUFF_TBL* d = cinfo->dc_huff_tbl_ptrs[i];
+    const JHUFF_TBL* a = cinfo->ac_huff_tbl_ptrs[i];
+    dc[i] = d ? HuffmanSpec{d->bits, d->huffval} : HuffmanSpec{nullptr, nullptr};
+    ac[i] = a ? HuffmanSpec{a->bits, a->huffval} : HuffmanSpec{nullptr, nullptr};
+  }
+  return decode_first_scans(data, band_plan.first_scan, band_plan.scans_end, frame, dc, ac, tables);
+}
+
 }  // namespace
 
 struct Decompressor::State {
@@ -287,6 +427,8 @@ struct Decompressor::State {
   ErrorManager err;
   ProgressManager progress;
   ClientData client;
+  PrefixSource source;
+  FirstScanTables* first_scan_tables;
   bool created;
 };
 
@@ -295,6 +437,7 @@ Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   if (s == nullptr) return;  // read() reports it
   std::memset(&s->cinfo, 0, sizeof(s->cinfo));
   std::memset(&s->client, 0, sizeof(s->client));
+  s->first_scan_tables = nullptr;
   s->cinfo.err = jpeg_std_error(&s->err.pub);
   s->err.pub.error_exit = on_error_exit;
   s->err.pub.emit_message = on_emit_message;
@@ -314,12 +457,21 @@ Decompressor::Decompressor() : state_(new (std::nothrow) State()) {
   s->cinfo.client_data = &s->client;
   s->progress.pub.progress_monitor = on_progress;
   s->progress.err = &s->err;
+  // One source manager for every read (libjpeg's jpeg_mem_src refuses to replace another).
+  s->source.pub.init_source = source_init;
+  s->source.pub.fill_input_buffer = source_fill;
+  s->source.pub.skip_input_data = source_skip;
+  s->source.pub.resync_to_restart = jpeg_resync_to_restart;
+  s->source.pub.term_source = source_term;
+  s->cinfo.src = &s->source.pub;
+  s->first_scan_tables = make_first_scan_tables();  // null: the direct decoder is not used
   s->created = true;
 }
 
 Decompressor::~Decompressor() {
   if (state_ == nullptr) return;
   if (state_->created) jpeg_destroy_decompress(&state_->cinfo);
+  free_first_scan_tables(state_->first_scan_tables);
   delete state_;
 }
 
@@ -348,6 +500,11 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     copy_message(result->message, "input larger than libjpeg can address");
     return;
   }
+  const BandPlan band_plan = plan_band_read(data, size, options);
+  bool decoded_directly = false;  // set after setjmp, read only on the success path
+  const size_t decoder_bytes = band_plan.partial ? band_plan.end : size;
+  if (result->bytes_read == 0) result->bytes_read = decoder_bytes;
+
   s->err.result = result;
   s->err.options = &options;
   s->err.phase = kPhaseHeader;
@@ -358,6 +515,9 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   s->err.scan_blocks = 0;
   s->err.missing_known = false;
   s->err.pub.num_warnings = 0;
+  s->source.pub.next_input_byte = data;
+  s->source.pub.bytes_in_buffer = decoder_bytes;
+  s->source.quiet_eoi = band_plan.partial;
 
   if (setjmp(s->err.jump)) {
     // Every failure lands here: libjpeg's error_exit, a strict-mode corruption warning,
@@ -374,7 +534,6 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   }
 
   forget_tables(cinfo, &s->client);  // this image's tables only (see ClientData)
-  jpeg_mem_src(cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(cinfo, TRUE);  // TRUE: a tables-only stream is an error
 
   result->width = static_cast<int>(cinfo->image_width);
@@ -439,6 +598,17 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     for (int c = 0; c < cinfo->num_components; ++c) {
       plan->base[c] = reinterpret_cast<JBLOCKROW>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
     }
+    if (options.direct_first_scans && band_plan.first_scans && !cinfo->arith_code && cinfo->restart_interval == 0 &&
+        band_plan.first_scan > 0) {
+      decoded_directly = decode_directly(cinfo, data, band_plan, options, s->first_scan_tables);
+      if (!decoded_directly) {
+        // libjpeg decodes the same bytes and decides (its result or its error).
+        std::memset(static_cast<char*>(result->buffer) + result->plane_offset[0], 0,
+                    total_bytes - result->plane_offset[0]);
+      }
+    }
+  }
+  if (!options.header_only && !decoded_directly) {
     cinfo->progress = &s->progress.pub;
     s->err.phase = kPhaseCoefficients;
     snapshot_scan(cinfo, &s->err);
@@ -485,7 +655,24 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     }
   }
 
+  for (int c = 0; c < cinfo->num_components; ++c) result->bands_read[c] = band_plan.partial ? band_plan.bands[c] : 64;
   if (!options.header_only) {
+    // Bands above the needed ones that the scans before the read point coded may be
+    // incomplete (a later scan refines them): zero, as the bands no scan reached.
+    for (int c = 0; c < cinfo->num_components; ++c) {
+      if (!band_plan.partial || !band_plan.zero[c]) continue;
+      JBLOCKROW base = plan->base[c];
+      const size_t blocks = static_cast<size_t>(plan->rows[c]) * plan->cols[c];
+      const int first = band_plan.bands[c];
+      if (first == 0) {
+        std::memset(base, 0, blocks * sizeof(JBLOCK));
+        continue;
+      }
+      for (size_t b = 0; b < blocks; ++b) {
+        JCOEF* block = base[b];
+        for (int k = first; k < 64; ++k) block[kZigzag[k]] = 0;
+      }
+    }
     // Drop the MCU padding: rows move down in place (destination never passes the source).
     for (int c = 0; c < cinfo->num_components; ++c) {
       const size_t wb = static_cast<size_t>(result->width_in_blocks[c]);
@@ -496,6 +683,8 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
         std::memmove(base + row * wb, base + row * padded, wb * sizeof(JBLOCK));
       }
     }
+  }
+  if (!options.header_only && !decoded_directly) {
     jpeg_finish_decompress(cinfo);
   } else {
     jpeg_abort_decompress(cinfo);
@@ -637,6 +826,7 @@ size_t find_header_end(const uint8_t* data, size_t have, size_t* need) {
 
 bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,
                ReadResult* result) {
+  constexpr size_t kFirstChunk = size_t(4) << 10;
   *data = nullptr;
   *size = 0;
   const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -695,6 +885,31 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
   }
   buffer[0] = soi[0];
   buffer[1] = soi[1];
+  if (band_limited(options)) {
+    // In chunks, each walked for the read point: the file is read up to there (and at most
+    // one chunk further: 4 KiB, or 1/8 of what was read), or whole when it has none
+    // (baseline, not band-ordered, ...).
+    BandWalk w(options);
+    ScanWalker walker(w.needed, 2, static_cast<BandSampling>(options.band_sampling), options.max_scans, false);
+    bool ok = true;
+    size_t want = std::min(capacity, kFirstChunk);
+    while (ok) {
+      const size_t before = have;
+      ok = read_range(fd, buffer, &have, want, result);
+      if (!ok) break;
+      const WalkStatus status = walker.advance(buffer, have);
+      if (status == kWalkCut || have < want || have == before || have >= capacity) break;
+      want = (status == kWalkWhole) ? capacity : std::min(capacity, have + std::max(kFirstChunk, have / 8));
+    }
+    if (!ok) {
+      std::free(buffer);
+      return false;
+    }
+    *data = buffer;
+    *size = have;
+    result->bytes_read = have;
+    return true;
+  }
   bool ok = read_range(fd, buffer, &have, capacity, result);
   size_t header_end = 0;
   while (ok && options.header_only && have == capacity) {
@@ -724,6 +939,7 @@ bool load_file(const char* path, const ReadOptions& options, uint8_t** data, siz
   }
   *data = buffer;
   *size = header_end > 0 ? header_end : have;
+  result->bytes_read = have;
   return true;
 }
 

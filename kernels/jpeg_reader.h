@@ -28,6 +28,18 @@ struct ReadOptions {
   int max_scans = 1000;           // progressive files with more scans are rejected
   uint64_t max_bytes = 0;         // inputs (files or buffers) larger than this are rejected; 0: no limit
   uint64_t max_scan_blocks = 0;   // sum over scans of the blocks each scan codes; 0: no limit
+  // Band-limited read (docs/architecture.md §6): the first `bands` zigzag bands of the first
+  // component and `chroma_bands` (-1: `bands`) of the others are needed. A progressive file
+  // is decoded only up to the end of the first scan after which those bands are complete
+  // (a file is read no further than that, plus at most one read chunk: 4 KiB or 1/8 of
+  // what was read), the bands above are
+  // zeroed; other files are read whole. band_sampling: a BandSampling (scan_script.h).
+  int bands = 64;
+  int chroma_bands = -1;
+  int band_sampling = 0;
+  // Full-precision first scans (band-ordered files) through first_scans.cpp; false: libjpeg
+  // decodes everything (the tests compare the two).
+  bool direct_first_scans = true;
 };
 
 // Everything a read produces. `buffer` (from acquire_buffer) is one block the caller takes
@@ -59,6 +71,11 @@ struct ReadResult {
   long long total_blocks = 0;
   int corrupt_scan = 0;           // scan number (1-based) where corruption was first seen
   char first_corruption[kMessageSize] = {0};
+  // Bands each component holds: 64 (whole read), or what a band-limited read kept (the
+  // bands above are zero).
+  int bands_read[kMaxComponents] = {0};
+  // Bytes of the input used: read from the file (paths), or given to the decoder (buffers).
+  size_t bytes_read = 0;
   // Warnings that do not affect coefficients (unknown JFIF revision, bad ICC marker, ...).
   int other_warnings = 0;
   char first_other_warning[kMessageSize] = {0};
@@ -90,7 +107,8 @@ void release_buffer(void* buffer);
 // the open), accepts regular files only, checks st_size against options.max_bytes and the
 // first two bytes (SOI) before reading further, then reads the file into a malloc'd buffer
 // (*data, free with std::free): whole, or for options.header_only only up to the end of the
-// first SOS segment (found by walking the marker segments; whole file on anything unusual).
+// first SOS segment (found by walking the marker segments; whole file on anything unusual),
+// or for a band-limited read in chunks only up to its read point (ScanWalker).
 // Returns false and fills result (kOsError with sys_errno, kJpegError, kLimitError,
 // kNoMemory) on failure.
 bool load_file(const char* path, const ReadOptions& options, uint8_t** data, size_t* size,

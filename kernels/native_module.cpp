@@ -7,6 +7,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include "jpeg_reader.h"
+#include "jpeg_transcode.h"
+#include "scan_script.h"
 
 #include <cstdio>
 extern "C" {
@@ -160,7 +163,7 @@ bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) 
 }
 
 // Successful read -> (width, height, colorspace, progressive, arithmetic, restart_interval,
-//   sampling, qtables, planes, corrupt_info, other_warnings)
+//   sampling, qtables, planes, corrupt_info, other_warnings, bands_read, bytes_read)
 // Consumed by a sink -> None, or (corrupt_info, other_warnings) when the read had warnings
 // Failed read     -> (kind, errno, message)
 nb::object to_python(ReadResult* r, bool header_only) {
@@ -186,8 +189,10 @@ nb::object to_python(ReadResult* r, bool header_only) {
   nb::object qtables = nb::cast(nb::ndarray<nb::numpy, uint16_t, nb::ndim<2>>(buffer, 2, qt_shape, owner));
   nb::list sampling;
   nb::list planes;
+  nb::list bands_read;
   for (int c = 0; c < ncomp; ++c) {
     sampling.append(nb::make_tuple(r->h_samp[c], r->v_samp[c]));
+    bands_read.append(header_only ? 64 : r->bands_read[c]);
     if (!header_only) {
       size_t shape[3] = {static_cast<size_t>(r->height_in_blocks[c]),
                          static_cast<size_t>(r->width_in_blocks[c]), 64};
@@ -199,7 +204,7 @@ nb::object to_python(ReadResult* r, bool header_only) {
   }
   return nb::make_tuple(r->width, r->height, r->colorspace, r->progressive != 0, r->arithmetic != 0,
                         r->restart_interval, nb::tuple(sampling), qtables, nb::tuple(planes), corrupt,
-                        other);
+                        other, nb::tuple(bands_read), r->bytes_read);
 }
 
 // Gives back every buffer still owned by results (those not turned into Python objects),
@@ -216,8 +221,18 @@ struct ResultsGuard {
 };
 
 ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int max_scans,
-                         uint64_t max_bytes, uint64_t max_scan_blocks) {
+                         uint64_t max_bytes, uint64_t max_scan_blocks, int bands, int chroma_bands,
+                         int band_sampling) {
+  if (bands < 0 || bands > 64 || chroma_bands < -1 || chroma_bands > 64) {
+    throw nb::value_error("bands must be in 0..64 (chroma_bands: -1 for the same)");
+  }
+  if (band_sampling != dctnet::kAnySampling && band_sampling != dctnet::kNative420) {
+    throw nb::value_error("unknown band_sampling");
+  }
   ReadOptions o;
+  o.bands = bands;
+  o.chroma_bands = chroma_bands;
+  o.band_sampling = band_sampling;
   o.strict = strict;
   o.header_only = header_only;
   o.max_pixels = max_pixels;
@@ -228,14 +243,17 @@ ReadOptions make_options(bool strict, bool header_only, uint64_t max_pixels, int
 }
 
 nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t max_pixels, int max_scans,
-                   bool is_path, uint64_t max_bytes, uint64_t max_scan_blocks) {
+                   bool is_path, uint64_t max_bytes, uint64_t max_scan_blocks, int bands, int chroma_bands,
+                   int band_sampling, bool direct_decoder) {
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks,
+                                     bands, chroma_bands, band_sampling);
+  options.direct_first_scans = direct_decoder;
   Source src;
   acquire_source(src_obj, is_path, &src);
   struct Releaser {
     Source* s;
     ~Releaser() { release_source(s); }
   } releaser{&src};
-  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks);
   ReadResult result;
   ResultsGuard guard{&result, 1};
   {
@@ -247,7 +265,10 @@ nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t m
 
 nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_t max_pixels,
                        int max_scans, int threads, uintptr_t sink_address, uintptr_t sink_context,
-                       nb::object path_flags, uint64_t max_bytes, uint64_t max_scan_blocks) {
+                       nb::object path_flags, uint64_t max_bytes, uint64_t max_scan_blocks, int bands,
+                       int chroma_bands, int band_sampling) {
+  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks,
+                                     bands, chroma_bands, band_sampling);
   if (sink_address != 0 && header_only) throw nb::value_error("a sink needs coefficients (header_only=False)");
   auto sink = reinterpret_cast<ImageSink>(sink_address);
   auto* context = reinterpret_cast<void*>(sink_context);
@@ -267,7 +288,6 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
   } releaser{&sources};
   for (size_t i = 0; i < n; ++i) acquire_source(srcs[i], !flags.empty() && flags[i] != 0, &sources[i]);
 
-  ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks);
   std::vector<ReadResult> results(n);
   ResultsGuard guard{results.data(), n};
   const int workers = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads > 0 ? threads : 1, n)));
@@ -348,17 +368,61 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
   return out;
 }
 
+// The scan script of a JPEG held in memory: (progressive, arithmetic, num_components,
+// [(components, Ss, Se, Ah, Al, start, end, complete, irregular), ...], truncated, problem).
+// `complete`: per component, the leading bands complete after the scan; `end` 0: the data
+// ended inside the scan.
+nb::tuple py_scan_script(nb::bytes data, int max_scans) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data.c_str());
+  const size_t size = data.size();
+  const int needed[1] = {64};
+  dctnet::ScanWalker walker(needed, 1, dctnet::kAnySampling, max_scans, true);
+  const bool starts = size >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
+  if (starts) {
+    nb::gil_scoped_release release;
+    walker.advance(bytes, size);
+  }
+  nb::list scans;
+  for (const dctnet::ScanRecord& r : walker.records()) {
+    nb::list comps, complete;
+    for (int i = 0; i < r.num_components; ++i) comps.append(r.components[i]);
+    for (int c = 0; c < walker.num_components(); ++c) complete.append(r.complete[c]);
+    scans.append(nb::make_tuple(nb::tuple(comps), r.ss, r.se, r.ah, r.al, r.start, r.end, nb::tuple(complete),
+                                r.irregular));
+  }
+  return nb::make_tuple(walker.progressive(), walker.arithmetic(), walker.num_components(), scans,
+                        walker.truncated(), nb::str(starts ? walker.problem() : "not a JPEG file"));
+}
+
+// Transcoding (jpeg_transcode.h): the new file's bytes, or (kind, 0, message) on failure.
+nb::object py_transcode(nb::bytes data, std::vector<int> group_ends, uint64_t max_pixels) {
+  dctnet::TranscodeResult result;
+  {
+    nb::gil_scoped_release release;
+    dctnet::transcode_band_ordered(reinterpret_cast<const uint8_t*>(data.c_str()), data.size(), group_ends.data(),
+                                   static_cast<int>(group_ends.size()), max_pixels, &result);
+  }
+  if (result.kind != dctnet::kOk) return nb::make_tuple(result.kind, 0, nb::str(result.message));
+  nb::bytes out(reinterpret_cast<const char*>(result.data), result.size);
+  std::free(result.data);
+  return out;
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
   m.doc() = "dctnet's native JPEG coefficient reader (libjpeg-turbo). Use dctnet.codec instead.";
   m.def("read", &py_read, nb::arg("src"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("is_path") = false, nb::arg("max_bytes") = 0,
-        nb::arg("max_scan_blocks") = 0);
+        nb::arg("max_scan_blocks") = 0, nb::arg("bands") = 64, nb::arg("chroma_bands") = -1,
+        nb::arg("band_sampling") = 0, nb::arg("direct_decoder") = true);
   m.def("read_batch", &py_read_batch, nb::arg("srcs"), nb::arg("strict"), nb::arg("header_only"),
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"), nb::arg("sink") = 0,
         nb::arg("sink_context") = 0, nb::arg("path_flags") = nb::none(), nb::arg("max_bytes") = 0,
-        nb::arg("max_scan_blocks") = 0);
+        nb::arg("max_scan_blocks") = 0, nb::arg("bands") = 64, nb::arg("chroma_bands") = -1,
+        nb::arg("band_sampling") = 0);
+  m.def("scan_script", &py_scan_script, nb::arg("data"), nb::arg("max_scans"));
+  m.def("transcode", &py_transcode, nb::arg("data"), nb::arg("group_ends"), nb::arg("max_pixels"));
   m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
 #ifdef LIBJPEG_TURBO_VERSION_NUMBER
   m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;

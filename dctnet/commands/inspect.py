@@ -1,4 +1,4 @@
-"""`dctnet inspect FILE...`: what a JPEG holds, read from its header (no decoding)."""
+"""`dctnet inspect FILE...`: what a JPEG holds, read from its header and markers (no decoding)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import os
 import sys
 
-HELP = "show size, colour space, sampling, coding, restart interval, block geometry, tables and quality of JPEGs"
+HELP = ("show size, colour space, sampling, coding, restart interval, block geometry, tables, quality and scan "
+        "script (band-ordered or not) of JPEGs")
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -15,6 +16,9 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="JPEG files, or folders (searched recursively)")
     p.add_argument("--tables", action="store_true", help="print the quantisation tables as 8x8 grids")
+    p.add_argument("--scans", action="store_true",
+                   help="print the scan script: components, bands Ss..Se, Ah/Al of each scan, and the bands "
+                        "complete after it")
     p.add_argument("--json", action="store_true", help="one JSON object per file instead of text")
 
 
@@ -32,9 +36,13 @@ def expand_paths(items: list[str]) -> list[str]:
     return out
 
 
-def describe(header) -> dict:
+COMPONENT_NAMES = {1: ("Y",), 3: ("Y", "Cb", "Cr"), 4: ("C", "M", "Y", "K")}
+
+
+def describe(header, script=None) -> dict:
+    """A file's header (and scan script, when given) as a JSON-ready dict."""
     q = header.quality
-    return {
+    info = {
         "file": header.source,
         "width": header.width,
         "height": header.height,
@@ -47,10 +55,44 @@ def describe(header) -> dict:
         "quality": None if q is None else round(q, 2),
         "qtables": header.qtables.tolist(),
     }
+    if script is not None:
+        groups = script.band_groups
+        info["band_ordered"] = groups is not None
+        info["band_groups"] = None if groups is None else list(groups)
+        info["scans"] = [{"components": list(s.components), "ss": s.ss, "se": s.se, "ah": s.ah, "al": s.al,
+                          "start": s.start, "end": s.end, "complete": list(s.complete)} for s in script.scans]
+        if script.truncated or script.problem:
+            info["scan_problem"] = script.problem or "more scans than the scan limit"
+    return info
+
+
+def scan_summary(info: dict) -> str:
+    """``scans=10 band-ordered=1,6,16,64`` (or ``not band-ordered``)."""
+    if "scans" not in info:
+        return ""
+    text = f" scans={len(info['scans'])}"
+    if info["coding"].startswith("progressive"):
+        groups = info["band_groups"]
+        text += f" band-ordered={','.join(map(str, groups))}" if groups else " not-band-ordered"
+    return text
+
+
+def scan_lines(info: dict) -> list[str]:
+    """One line per scan: components, bands, successive approximation, bands complete after it."""
+    names = COMPONENT_NAMES.get(len(info["sampling"]), tuple(str(c) for c in range(len(info["sampling"]))))
+    lines = []
+    for i, s in enumerate(info["scans"], 1):
+        comps = ",".join(names[c] for c in s["components"])
+        done = " ".join(f"{names[c]}:{n}" for c, n in enumerate(s["complete"]))
+        lines.append(f"  scan {i:3d}: {comps:<8} bands {s['ss']:2d}..{s['se']:2d}  Ah={s['ah']} Al={s['al']}  "
+                     f"bytes {s['start']}..{s['end']}  complete after: {done}")
+    if "scan_problem" in info:
+        lines.append(f"  (scan walk stopped: {info['scan_problem']})")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..codec import JPEGError, read_header
+    from ..codec import JPEGError, read_header, scan_script
 
     failures = 0
     paths = expand_paths(args.files)
@@ -59,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for path in paths:
         try:
-            info = describe(read_header(path))
+            info = describe(read_header(path), scan_script(path))
         except (JPEGError, OSError) as e:
             failures += 1
             print(f"error: {e}", file=sys.stderr)
@@ -71,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         blocks = ", ".join(f"{b[0]}x{b[1]}" for b in info["blocks"])
         print(f"{path}: {info['width']}x{info['height']} {info['colorspace']} {info['subsampling']} "
               f"sampling={' '.join(f'{h}x{v}' for h, v in info['sampling'])} {info['coding']} "
-              f"restart={info['restart_interval']} blocks=[{blocks}] quality={quality}")
+              f"restart={info['restart_interval']} blocks=[{blocks}] quality={quality}{scan_summary(info)}")
+        if args.scans:
+            for line in scan_lines(info):
+                print(line)
         if args.tables:
             for c, table in enumerate(info["qtables"]):
                 print(f"  component {c} quantisation table (natural order):")

@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="shorter side after resizing, Pillow bilinear (default 256; 0 keeps the size)")
     p.add_argument("--qf", "-q", type=int_list, default=[90], metavar="Q[,Q...]",
                    help="JPEG quality or qualities (standard tables, 4:2:0; default 90)")
+    p.add_argument("--progressive", type=int_list, metavar="B[,B...]",
+                   help="write band-ordered progressive JPEGs with these band-group boundaries, e.g. 1,6,16,64 "
+                        "(lossless against the baseline file; a model using n bands then decodes only the scans "
+                        "up to the first boundary >= n)")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="parallel workers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -29,10 +33,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = prepare_tree(args.src, args.dst, short_side=args.short_side or None, qfs=args.qf,
-                              threads=args.threads, progress=not args.no_progress)
+                              threads=args.threads, progress=not args.no_progress, progressive=args.progressive)
     except (ValueError, OSError) as e:
         print(f"dctnet prepare: {e}", file=sys.stderr)
         return 2
     print(f"dctnet prepare: {report.written} files written, {report.skipped} already complete, "
           f"{len(report.failed)} sources failed", file=sys.stderr)
+    if args.progressive and report.baseline_bytes:
+        change = 100.0 * (report.bytes_written / report.baseline_bytes - 1.0)
+        print(f"dctnet prepare: band-ordered progressive files: {report.bytes_written} bytes, {change:+.1f}% against "
+              f"baseline ({report.baseline_bytes} bytes)", file=sys.stderr)
     return 1 if report.failed else 0

@@ -5,7 +5,11 @@ resized so that its shorter side is ``short_side`` pixels (Pillow bilinear, anti
 shrinking; the new size is ``(round(w*s), round(h*s))`` as in :func:`dctnet.imaging.resize_shorter`)
 and encoded by libjpeg-turbo at each requested quality with the standard (Annex K) tables
 scaled by the quality, 4:2:0 sampling, baseline. Grayscale sources are written as colour
-JPEGs with neutral chroma (every DCT layout then has chroma to read).
+JPEGs with neutral chroma (every DCT layout then has chroma to read). With ``progressive``
+band groups (e.g. ``(1, 6, 16, 64)``) each file is then rewritten losslessly as a
+band-ordered progressive JPEG (:func:`dctnet.codec.transcode_progressive`: the same
+coefficients, scans ordered DC, bands 1-5, 6-15, 16-63), from which a model using the n
+lowest bands decodes only the first scans (``docs/architecture.md`` §6).
 
 Output tree: with one quality, ``dst`` mirrors ``src`` (same relative paths, suffix ``.jpg``
 for non-JPEG sources); with several, ``dst/qf<Q>/`` mirrors it for each ``Q``. Files are
@@ -29,7 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEGError
+from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEGError, transcode_progressive
 from ..imaging import decode_rgb, encode_jpeg, resize_shorter
 from .datasets import IMAGE_SUFFIXES
 
@@ -40,10 +44,13 @@ OTHER_SUFFIXES = (".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 @dataclass
 class PrepareReport:
-    """What :func:`prepare_tree` did: counts of outputs written / already present, and the
-    failed sources with their reasons."""
+    """What :func:`prepare_tree` did: counts of outputs written / already present, the
+    failed sources with their reasons, and the bytes of the files written (``baseline_bytes``:
+    what the same files would have taken as baseline JPEGs, when ``progressive`` was given)."""
 
     written: int = 0
+    bytes_written: int = 0
+    baseline_bytes: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -80,14 +87,25 @@ def _decode(path: str) -> np.ndarray:
         raise JPEGError(path, f"cannot decode: {e}") from None
 
 
-def prepare_image(path: str, short_side: int | None, qfs: Sequence[int]) -> list[bytes]:
-    """One source -> its JPEG bytes at each quality (see the module docstring)."""
+def prepare_image(path: str, short_side: int | None, qfs: Sequence[int],
+                  progressive: Sequence[int] | None = None) -> list[bytes]:
+    """One source -> its JPEG bytes at each quality (see the module docstring); band-ordered
+    progressive with these band groups when ``progressive`` is given."""
+    return [p for p, _ in _prepare_image(path, short_side, qfs, progressive)]
+
+
+def _prepare_image(path, short_side, qfs, progressive) -> list[tuple[bytes, int]]:
+    """(file bytes, bytes of its baseline version) per quality."""
     rgb = _decode(path)
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise JPEGError(path, "empty image")
     if short_side:
         rgb = resize_shorter(rgb, short_side)
-    return [encode_jpeg(rgb, int(q), subsampling="420") for q in qfs]
+    out = []
+    for q in qfs:
+        baseline = encode_jpeg(rgb, int(q), subsampling="420")
+        out.append((baseline if progressive is None else transcode_progressive(baseline, progressive), len(baseline)))
+    return out
 
 
 def _complete(path: str) -> bool:
@@ -105,7 +123,7 @@ def _complete(path: str) -> bool:
 
 def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int | None = 256,
                  qfs: Sequence[int] = (90,), threads: int | None = None, progress: bool = True,
-                 log=None) -> PrepareReport:
+                 log=None, progressive: Sequence[int] | None = None) -> PrepareReport:
     """Resize and re-encode every image of ``src`` into ``dst`` (see the module docstring).
 
     Args:
@@ -115,6 +133,8 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         threads: parallel workers (decoding, resizing and encoding release the GIL).
         progress: tqdm progress bar on stderr.
         log: called with one line per failed file (default: print to stderr).
+        progressive: band groups, e.g. ``(1, 6, 16, 64)``: write band-ordered progressive
+            JPEGs (lossless against the baseline files otherwise written); ``None``: baseline.
 
     Returns:
         :class:`PrepareReport`.
@@ -123,6 +143,11 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
     qfs = [int(q) for q in qfs]
     if not qfs or any(not 1 <= q <= 100 for q in qfs) or len(set(qfs)) != len(qfs):
         raise ValueError(f"qualities must be distinct integers in 1..100, got {qfs}")
+    if progressive is not None:
+        groups = [int(b) for b in progressive]
+        if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
+            raise ValueError(f"progressive band groups must be strictly increasing band counts in 1..64, "
+                             f"got {list(progressive)}")
     if short_side is not None and short_side < 1:
         raise ValueError(f"short side must be a positive number of pixels, got {short_side}")
     if not os.path.isdir(src):
@@ -149,10 +174,10 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         if missing:
             todo.append((rel, [(qfs[i], outs[i]) for i in missing]))
 
-    def work(item) -> int:
+    def work(item) -> tuple[int, int, int]:
         rel, jobs = item
-        data = prepare_image(os.path.join(src, rel), short_side, [q for q, _ in jobs])
-        for blob, (_, out) in zip(data, jobs):
+        data = _prepare_image(os.path.join(src, rel), short_side, [q for q, _ in jobs], progressive)
+        for (blob, _), (_, out) in zip(data, jobs):
             os.makedirs(os.path.dirname(out), exist_ok=True)
             tmp = f"{out}.part{os.getpid()}"
             for stale in glob.glob(glob.escape(out) + ".part*"):  # left by a killed run
@@ -162,7 +187,7 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
             with open(tmp, "wb") as f:
                 f.write(blob)
             os.replace(tmp, out)
-        return len(jobs)
+        return len(jobs), sum(len(b) for b, _ in data), sum(n for _, n in data)
 
     bar = tqdm(total=len(rels), initial=len(rels) - len(todo), unit="img", disable=not progress,
                desc="prepare", dynamic_ncols=True)
@@ -171,7 +196,10 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         for fut in as_completed(futures):
             rel = futures[fut]
             try:
-                report.written += fut.result()
+                written, size, baseline = fut.result()
+                report.written += written
+                report.bytes_written += size
+                report.baseline_bytes += baseline
             except (JPEGError, OSError, ValueError) as e:
                 reason = e.reason if isinstance(e, JPEGError) else str(e)
                 report.failed.append((os.path.join(src, rel), reason))

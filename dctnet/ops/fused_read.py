@@ -122,7 +122,8 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
                    threads: int | None = None, on_error: Literal["raise", "return"] = "raise",
                    strict: bool = True, max_pixels: int | None = codec.DEFAULT_MAX_PIXELS,
                    max_scans: int = codec.DEFAULT_MAX_SCANS, max_bytes: int | None = codec.DEFAULT_MAX_BYTES,
-                   max_scan_blocks: int | None = codec.DEFAULT_MAX_SCAN_BLOCKS, resize: int | None = None):
+                   max_scan_blocks: int | None = codec.DEFAULT_MAX_SCAN_BLOCKS, resize: int | None = None,
+                   partial: bool = True):
     """Read JPEGs and write the network input tensor(s) in one pass per image (CPU, float32).
 
     Equal to ``to_tensor(read_dct_batch(srcs), layout, crop=crop, size=size, flip=flip,
@@ -168,7 +169,8 @@ def read_to_tensor(srcs: Iterable[JPEGSource], layout: DCTLayout, *, size: Size,
                                        max_pixels, max_scans, max_bytes, max_scan_blocks)
     else:
         output, errors = _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict,
-                                         max_pixels, max_scans, max_bytes, max_scan_blocks)
+                                         max_pixels, max_scans, max_bytes, max_scan_blocks,
+                                         layout.read_bands() if partial else {})
     if on_error == "return":
         return BatchResult(output, errors)
     error = next((e for e in errors if e is not None), None)
@@ -239,7 +241,7 @@ def _read_resized(srcs, layout, size, resize, crop, flip, generator, out, thread
 
 
 def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, strict, max_pixels, max_scans,
-                    max_bytes, max_scan_blocks):
+                    max_bytes, max_scan_blocks, band_args):
     """read_to_tensor's work: ``(output, errors)``."""
     if crop not in ("center", "random"):
         raise ValueError(f"read_to_tensor needs crop='center' or crop='random' (got {crop!r}): the output is "
@@ -267,7 +269,7 @@ def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, str
     ctx, keep = _context(layout, batch, hb, wb, outs, crop, uniform, flips)
     results = read_batch_with_sink(srcs, nk.sink_address(), ctx.ctypes.data, threads=threads, strict=strict,
                                    max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                                   max_scan_blocks=max_scan_blocks)
+                                   max_scan_blocks=max_scan_blocks, **band_args)
     del keep
     errors: list[BaseException | None] = [None] * batch
     general: list[int] = []                  # not on the fast path: plan_geometry + numba, same draws

@@ -100,6 +100,21 @@ class DCTLayout:
         """Total output channels (for late_concat: Y channels + CbCr channels)."""
         return sum(self.channels_per_component)
 
+    def read_bands(self) -> dict:
+        """What a reader must decode for this layout: the band-limited read arguments of
+        :func:`dctnet.codec.read_dct` (``bands``, ``chroma_bands``, ``band_sampling``).
+
+        The bands are the leading zigzag bands that cover every index the layout keeps
+        (``n`` for ``bands=n``). Chroma other than 4:2:0 is resampled in the DCT domain,
+        which mixes bands, so for the 4:2:0 kinds the limit applies only to gray and 4:2:0
+        files (``band_sampling="420"``); ``y_only`` needs no chroma at all. With these
+        arguments the input built from a file is the same as from a whole read.
+        """
+        extent = [max(ZIGZAG.index(k) for k in comp) + 1 for comp in self.band_indices()]
+        if self.kind == "y_only":
+            return {"bands": extent[0], "chroma_bands": 0, "band_sampling": "any"}
+        return {"bands": extent[0], "chroma_bands": max(extent[1:]), "band_sampling": "420"}
+
     def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> "DCTLayout":
         return replace(self, mean=tuple(mean), std=tuple(std))
 

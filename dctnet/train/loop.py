@@ -115,7 +115,7 @@ def compute_layout_stats(model, dataset, size: int, count: int, seed: int, threa
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=g)[:max(1, min(count, len(dataset)))].tolist()
     paths = [dataset.paths[i] for i in sorted(order)]
-    images, errors = read_dct_batch(paths, threads=threads, on_error="return")
+    images, errors = read_dct_batch(paths, threads=threads, on_error="return", **model.layout.read_bands())
     usable = []
     for path, image, error in zip(paths, images, errors):
         if error is None:
