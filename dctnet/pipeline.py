@@ -246,6 +246,8 @@ class DCTPipeline(Pipeline):
         if train_crop not in ("random-resized", "random"):
             raise ValueError(f"train_crop must be 'random-resized' or 'random', not {train_crop!r}")
         self.train_crop = train_crop
+        # resampled in the DCT domain (any image size; mixes bands, so files are read whole)
+        self.resamples = resize is not None or (self.train and train_crop == "random-resized")
         if resize is not None and (train or prepared is not None):
             raise ValueError("resize= is the evaluation geometry (centre crop of the resized image); training "
                              "crops and prepared files do not take it")
@@ -328,8 +330,8 @@ class DCTPipeline(Pipeline):
         to_read = [i for i, s in enumerate(srcs) if not isinstance(s, DCTImage)]
         images: list = list(srcs)
         if to_read:
-            # only the bands the layout uses when files allow it (not when resizing: it mixes bands)
-            bands = self.layout.read_bands() if self.resize is None else {}
+            # only the bands the layout uses when files allow it (not when resampling: it mixes bands)
+            bands = {} if self.resamples else self.layout.read_bands()
             read, read_errors = read_dct_batch([srcs[i] for i in to_read], threads=self.threads, on_error="return",
                                                **bands)
             for i, img, error in zip(to_read, read, read_errors):
@@ -341,7 +343,7 @@ class DCTPipeline(Pipeline):
                 continue
             try:
                 path = "dct"
-                if self.resize is not None or (self.train and self.train_crop == "random-resized"):
+                if self.resamples:
                     usable_size(img, self.layout)  # raises for colour spaces no layout takes (CMYK)
                 elif not self._fits(img):
                     if self.small == "error":
@@ -361,9 +363,8 @@ class DCTPipeline(Pipeline):
         if not ready:
             return Batch(None, errors, paths)
         resampler = "triton" if self.device.type == "cuda" else "numba"
-        resampled = self.resize is not None or (self.train and self.train_crop == "random-resized")
         small = [k for k, i in enumerate(ok) if paths[i] == "dct-resized"]
-        if resampled:
+        if self.resamples:
             geometry = self._geometry(seed) if self.train else {"crop": "center"}
             x = to_tensor(ready, self.layout, size=self.size, resize=self.resize, backend=resampler,
                           device=self.device, **geometry)

@@ -294,12 +294,18 @@ def test_pipeline_reads_only_the_layout_bands(originals, monkeypatch):
     monkeypatch.setattr("dctnet.ops.fused_read.read_batch_with_sink", spy)
     layout = DCTLayout("upsampling", 6)
     prog = [transcode_progressive(originals[n]) for n in ("0_420", "1_444")]
-    for train in (False, True):
-        batch = DCTPipeline(layout, 96, train=train, threads=1)(prog, seed=1)
+    for train in (False, True):      # exact block crops (resampling mixes bands: whole reads)
+        batch = DCTPipeline(layout, 96, train=train, threads=1, train_crop="random")(prog, seed=1)
         assert batch.errors == [None, None]
     assert seen and all(s == {"bands": 6, "chroma_bands": 6, "band_sampling": "420"} for s in seen)
-    base = DCTPipeline(layout, 96, train=True, threads=1)([originals[n] for n in ("0_420", "1_444")], seed=1)
-    assert torch.equal(base.inputs, DCTPipeline(layout, 96, train=True, threads=1)(prog, seed=1).inputs)
+    base = DCTPipeline(layout, 96, train=True, threads=1, train_crop="random")(
+        [originals[n] for n in ("0_420", "1_444")], seed=1)
+    assert torch.equal(base.inputs, DCTPipeline(layout, 96, train=True, threads=1, train_crop="random")(
+        prog, seed=1).inputs)
+    seen.clear()
+    DCTPipeline(layout, 96, train=True, threads=1)(prog, seed=1)       # RandomResizedCrop: read whole
+    DCTPipeline(layout, 96, threads=1, resize=112)(prog)
+    assert seen and all(s["bands"] is None for s in seen)
 
 
 # --- bad input ----------------------------------------------------------------------------
