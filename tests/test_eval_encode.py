@@ -97,3 +97,26 @@ def test_results_of_another_encoder_are_refused(tmp_path):
         store.register_encoder(ENCODER)                  # the same settings: fine
         with pytest.raises(StaleResultsError, match="other encoder settings"):
             store.register_encoder({**ENCODER, "dct": "fast"})
+
+
+@pytest.mark.parametrize("index", [1, 5])
+def test_reencoding_matches_an_independent_pillow_pipeline(photos, index):
+    """The issue's independent pipeline: decode with Pillow, re-encode with Pillow at the same QF
+    (4:2:0). Same quantised coefficients and tables as dctnet's versions at every QF (so the
+    per-QF accuracy table is the same), sizes within 5% (headers may differ)."""
+    import io
+
+    from PIL import Image
+
+    from dctnet.data.encode import DEFAULT_QFS, Setting, encode_setting
+
+    original = photos[index].read_bytes()
+    pixels = Image.open(io.BytesIO(original)).convert("RGB")
+    for qf in DEFAULT_QFS:
+        buf = io.BytesIO()
+        pixels.save(buf, "JPEG", quality=qf, subsampling=2)
+        theirs, ours_bytes = buf.getvalue(), encode_setting(original, Setting(qf))
+        ours, ref = dctnet.read_dct(ours_bytes), dctnet.read_dct(theirs)
+        assert np.array_equal(ours.qtables, ref.qtables), qf
+        assert all(np.array_equal(a, b) for a, b in zip(ours.planes, ref.planes)), qf
+        assert abs(len(ours_bytes) - len(theirs)) <= 0.05 * len(theirs), (qf, len(ours_bytes), len(theirs))
