@@ -172,6 +172,20 @@ class SeededSampler(Sampler):
 # ------------------------------------------------------------------------------------ DCT
 
 
+def _good_items(paths: Sequence[str], errors: Sequence, on_error: str, skipped: list) -> list[int]:
+    """Positions of a batch's good items; a bad one raises (``on_error="raise"``) or is
+    dropped with its path added to ``skipped``."""
+    keep = []
+    for i, (path, error) in enumerate(zip(paths, errors)):
+        if error is None:
+            keep.append(i)
+        elif on_error == "raise":
+            raise error
+        else:
+            skipped.append(path)
+    return keep
+
+
 class DCTDataset(torch.utils.data.Dataset):
     """DCT-domain inputs of a labelled JPEG folder, a batch per item.
 
@@ -216,14 +230,7 @@ class DCTDataset(torch.utils.data.Dataset):
         """``(inputs, labels)`` of one batch (see the class docstring); ``out``: buffers to write into."""
         paths = [self.dataset.paths[i] for i in request.indices]
         batch = self.pipeline(paths, seed=request.seed, out=out)
-        keep = []
-        for i, (path, error) in enumerate(zip(paths, batch.errors)):
-            if error is None:
-                keep.append(i)
-            elif self.on_error == "raise":
-                raise error
-            else:
-                self.skipped.append(path)
+        keep = _good_items(paths, batch.errors, self.on_error, self.skipped)
         if not keep:  # only reached with on_error="skip": an empty batch, which training skips
             shapes = output_shapes(self.layout, 0, self.size // 8, self.size // 8)
             x = tuple(torch.zeros(s) for s in shapes)
@@ -328,14 +335,7 @@ class VersionsDataset(torch.utils.data.Dataset):
         """``(inputs, labels)`` of one batch (``out`` is not used)."""
         paths = [self.dataset.paths[i] for i in request.indices]
         batch = self.pipeline(paths)
-        keep = []
-        for i, (path, error) in enumerate(zip(paths, batch.errors)):
-            if error is None:
-                keep.append(i)
-            elif self.on_error == "raise":
-                raise error
-            else:
-                self.skipped.append(path)
+        keep = _good_items(paths, batch.errors, self.on_error, self.skipped)
         if not keep:  # only reached with on_error="skip": an empty batch, which training skips
             return torch.zeros(0), self.labels[:0]
         x = batch.inputs

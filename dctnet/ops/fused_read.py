@@ -232,6 +232,12 @@ def _read_resized(srcs, layout, size, resize, crop, flip, generator, out, thread
         elif item is not None:
             errors[i] = item
     del results
+    return _finish(outs, errors, layout, out)
+
+
+def _finish(outs: tuple, errors: list, layout: DCTLayout, out) -> tuple:
+    """``(output, errors)`` with the failed items' rows zeroed (never stale data); ``out`` itself
+    when the caller gave it."""
     for i, e in enumerate(errors):
         if e is not None:
             for t in outs:
@@ -286,11 +292,4 @@ def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, str
     if general:
         _general_path(images, general, layout, crop, size, flips, uniform, outs, errors)
     del images
-    for i, e in enumerate(errors):
-        if e is not None:
-            for t in outs:
-                t[i].zero_()
-    output = outs if layout.kind == "late_concat" else outs[0]
-    if out is not None:
-        output = out
-    return output, errors
+    return _finish(outs, errors, layout, out)
