@@ -83,6 +83,21 @@ def test_folding_is_exact(random_full, n):
     assert model.model_kwargs["bands"] == n and model.layout.channels_per_component == (n, n, n)
 
 
+def test_default_steps_are_lsq_and_bn_delta(random_full):
+    """The library's default (issue 15): lsq then bn-delta, which leaves a full-band model's
+    BatchNorm statistics as they are (the old default, plain "bn", replaced them)."""
+    y, cbcr = _synthetic(batch=4, h=3, w=3, seed=5)
+    same = calibrate(random_full, 64, (y, cbcr), progress=False)
+    assert same.calibration["steps"] == ["lsq", "bn-delta"]
+    full_sd, sd = random_full.state_dict(), same.state_dict()
+    for k in full_sd:
+        if k.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(sd[k], full_sd[k], rtol=1e-5, atol=1e-6)
+    replaced = calibrate(random_full, 64, (y, cbcr), steps=("lsq", "bn"), progress=False).state_dict()
+    assert not torch.allclose(replaced["_blocks.3._bn1.running_mean"], full_sd["_blocks.3._bn1.running_mean"],
+                              atol=1e-3)
+
+
 def test_bn_reestimation_sets_the_measured_statistics():
     torch.manual_seed(1)
     net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.Dropout(0.5),
@@ -131,7 +146,7 @@ def test_command_writes_a_checkpoint_the_classifier_loads(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     ckpt = load_checkpoint(out)
     assert ckpt.model == "efficientnet_lite0_dct" and ckpt.model_kwargs["bands"] == 8
-    assert ckpt.extra["calibration"]["steps"] == ["lsq", "bn"]
+    assert ckpt.extra["calibration"]["steps"] == ["lsq", "bn-delta"]     # the default steps
     clf = Classifier("efficientnet_lite0_dct", weights=str(out), threads=2)
     assert clf.layout.channels_per_component == (8, 8, 8)
     plain = resolve("efficientnet_lite0_dct", bands=8).model

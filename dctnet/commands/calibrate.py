@@ -29,10 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bands", "-n", type=band_count, required=True, metavar="N",
                    help="keep the N lowest zigzag frequencies of every component")
     p.add_argument("--out", "-o", required=True, metavar="PATH", help="checkpoint to write")
-    p.add_argument("--steps", type=_steps, default=("lsq", "bn"), metavar="S,S",
+    p.add_argument("--steps", type=_steps, default=None, metavar="S,S",
                    help="lsq (least-squares fill of the dropped bands, folded into the first layer), "
-                        "stem (re-fit the first layer's folded BatchNorm), bn (BatchNorm statistics); "
-                        "default lsq,bn")
+                        "stem (re-fit the first layer's folded BatchNorm), distill, bn (BatchNorm statistics "
+                        "of the calibration images), bn-delta (only their change from the full-band model's); "
+                        "default lsq,bn-delta")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="reader threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -40,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models import resolve  # start-up time: see dctnet/cli.py
-    from ..models.calibrate import calibrate, save_calibrated
+    from ..models.calibrate import DEFAULT_STEPS, calibrate, save_calibrated
 
     files = expand_paths(args.data)
     if not files:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model} is an RGB model; calibrate takes a converted DCT model "
                          "(efficientnet_lite0_dct, or a checkpoint written by `dctnet convert`)")
     t0 = time.time()
-    model = calibrate(bundle, args.bands, files, steps=args.steps, progress=not args.quiet,
+    model = calibrate(bundle, args.bands, files, steps=args.steps or DEFAULT_STEPS, progress=not args.quiet,
                       batch_size=args.batch_size, threads=args.threads)
     save_calibrated(args.out, model, extra={"calibration_files": len(files)})
     info = model.calibration
