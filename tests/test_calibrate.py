@@ -183,3 +183,37 @@ def test_distill_reduces_the_error_and_trains_only_early_layers(random_full, tar
                for k in after if not torch.equal(before[k], after[k])}
     assert changed and changed <= {"stem_conv", "_blocks.0", "_blocks.1"}
     assert "stem_conv" in changed and all(p.requires_grad for p in model.parameters())
+
+
+def test_heldout_table_command(tmp_path, capsys):
+    """`dctnet calibrate --heldout`: calibrate on the even photos, top-1/top-5 on the odd ones;
+    the plain row equals the Classifier's own predictions on the held-out files."""
+    import json
+
+    from dctnet.data.datasets import imagenet_classes, synset_of_path
+    from dctnet.evaluate.calibration import heldout_split
+
+    photos = [str(p) for p in sample_photos()[:6]]
+    out = tmp_path / "rows.json"
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--heldout", "--bands", "64,8", "--variants",
+                 "plain,lsq", "--settings", "original,50", "--json", str(out), "-j", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "| n | variant | original | qf50 |" in captured.out
+    assert "n=8 lsq qf50: top-1" in captured.err                          # progress, row by row
+    rows = json.loads(out.read_text())
+    assert [(r["bands"], r["variant"], r["setting"]) for r in rows] == [
+        (64, "plain", "original"), (64, "plain", "qf50"), (8, "plain", "original"), (8, "plain", "qf50"),
+        (8, "lsq", "original"), (8, "lsq", "qf50")]
+    calib, held = heldout_split(photos)
+    assert held == photos[1::2] and rows[0]["heldout_files"] == 3 and rows[0]["calibration_files"] == 3
+    index = imagenet_classes().index
+    for n, row in ((64, rows[0]), (8, rows[2])):
+        preds = Classifier("efficientnet_lite0_dct", bands=n, threads=2).predict(held, topk=5)
+        want1 = [p[0][0] == index[synset_of_path(f)] for p, f in zip(preds, held)]
+        want5 = [index[synset_of_path(f)] in [c for c, *_ in p] for p, f in zip(preds, held)]
+        assert row["top1"] == pytest.approx(100 * sum(want1) / 3)
+        assert row["top5"] == pytest.approx(100 * sum(want5) / 3)
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--bands", "16,8", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "a list only with --heldout" in capsys.readouterr().err
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--bands", "8"]) == 2
+    assert "--out PATH is required" in capsys.readouterr().err
