@@ -12,7 +12,7 @@ from jpeg_fixtures import sample_photos
 from dctnet.classify import Classifier
 from dctnet.cli import main
 from dctnet.models import create_model, load_checkpoint, resolve
-from dctnet.models.calibrate import (block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
+from dctnet.models.calibrate import (WIENER_RHO, ar1_block_covariance, block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
                                      lsq_estimate, reestimate_bn)
 
 
@@ -217,3 +217,34 @@ def test_heldout_table_command(tmp_path, capsys):
     assert "a list only with --heldout" in capsys.readouterr().err
     assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--bands", "8"]) == 2
     assert "--out PATH is required" in capsys.readouterr().err
+
+
+def test_ar1_prior_is_the_dct_of_the_pixel_covariance():
+    from dctnet.models.decode_path import idct_basis
+    from dctnet.ops import ZIGZAG
+
+    rho = 0.9
+    yy, xx = np.divmod(np.arange(64), 8)
+    pixel_cov = rho ** (np.abs(yy[:, None] - yy[None, :]) + np.abs(xx[:, None] - xx[None, :]))   # (64, 64)
+    basis = idct_basis(list(ZIGZAG))                           # (64 pixels, 64 bands), zigzag columns
+    want = basis.T @ pixel_cov @ basis
+    np.testing.assert_allclose(ar1_block_covariance(rho).numpy(), want, atol=1e-12)
+    assert ar1_block_covariance(0.0).allclose(torch.eye(64, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rho"):
+        ar1_block_covariance(1.0)
+
+
+def test_wiener_step_uses_no_photo_statistics(random_full):
+    a_in, b_in = _synthetic(batch=2, h=3, w=3, seed=1), _synthetic(batch=2, h=3, w=3, seed=2)
+    a = calibrate(random_full, 10, a_in, steps=("wiener",), progress=False)
+    b = calibrate(random_full, 10, b_in, steps=("wiener",), progress=False)
+    lsq = calibrate(random_full, 10, a_in, steps=("lsq",), progress=False)
+    assert torch.equal(a.stem_conv.conv_y.weight, b.stem_conv.conv_y.weight)        # the inputs do not matter
+    assert not torch.allclose(a.stem_conv.conv_y.weight, lsq.stem_conv.conv_y.weight)
+    want = resolve("efficientnet_lite0_dct", weights=False, bands=10).model
+    prior = torch.stack([ar1_block_covariance(r) for r in WIENER_RHO])
+    fold_estimate(random_full.stem_conv, want.stem_conv, lsq_estimate(prior, 10))
+    assert torch.equal(a.stem_conv.deconv_c.weight, want.stem_conv.deconv_c.weight)
+    assert a.calibration["steps"] == ["wiener"] and a.calibration["wiener"]["rho"] == list(WIENER_RHO)
+    with pytest.raises(ValueError, match="one of the steps 'lsq' and 'wiener'"):
+        calibrate(random_full, 10, a_in, steps=("lsq", "wiener"), progress=False)

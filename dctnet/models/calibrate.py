@@ -15,6 +15,10 @@ never saw. :func:`calibrate` repairs that from unlabelled images, in steps:
     chroma patterns ``basis_dropped @ A``. Inference costs exactly what the n-band model costs.
     One estimate for every QF: inputs are dequantised, and the calibration set mixes the
     originals with re-encodings at QF 90, 75, 50 (:func:`calibration_set`).
+``"wiener"`` (instead of ``"lsq"``)
+    The same fold with ``G`` replaced by a prior that depends on no photo: the DCT covariance
+    of a separable first-order Markov field (:func:`ar1_block_covariance`, pixel correlation
+    :data:`WIENER_RHO`), so ``A = C_dk C_kk^-1`` is the Wiener estimate under that model.
 ``"stem"``
     The first layer's folded BatchNorm re-fitted: each output channel of the n-band first
     layer is mapped affinely so that its mean and standard deviation on the calibration images
@@ -52,17 +56,22 @@ from torch import nn
 from tqdm import tqdm
 
 from ..imaging import decode_rgb, encode_jpeg, read_bytes
-from ..ops import read_to_tensor
+from ..ops import ZIGZAG, read_to_tensor
+from ..ops.dct_domain import DCT8
 from .checkpoint import save_checkpoint
 from .convert import ConvertedFirstLayer
 from .decode_path import converted_layout, idct_basis
 from .resolve import create_model, resolve
 
-__all__ = ["DEFAULT_STEPS", "STEPS", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
+__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
            "bn_statistics", "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
-STEPS = ("lsq", "stem", "distill", "bn", "bn-delta")
+STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta")
+
+#: Pixel correlation of the ``"wiener"`` step's prior per component (Y, Cb, Cr): the
+#: classic separable first-order Markov model of natural images (chroma smoother).
+WIENER_RHO = (0.95, 0.97, 0.97)
 
 #: Augmentation of :func:`calibration_set`: re-encodings (None = the file as it is), shorter
 #: side before the 224 centre crop, horizontal flips.
@@ -179,6 +188,21 @@ def lsq_estimate(gram: torch.Tensor, bands: int, ridge: float = 0.0) -> torch.Te
     gdk = g[..., bands:, :bands]
     # A G_kk = G_dk  <=>  G_kk A^T = G_kd (G_kk symmetric)
     return torch.linalg.solve(gkk, gdk.transpose(-1, -2)).transpose(-1, -2)
+
+
+def ar1_block_covariance(rho: float) -> torch.Tensor:
+    """``float64 (64, 64)``: covariance of the 64 orthonormal DCT coefficients of an 8x8 block
+    of a separable first-order Markov field (unit variance, correlation ``rho ** |d|`` between
+    pixels ``d`` apart along either axis), in zigzag band order. A prior that depends on no
+    photo: ``lsq_estimate(ar1_block_covariance(rho), n)`` is the Wiener (conditional mean)
+    estimate of the dropped bands under it."""
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho must be in [0, 1), got {rho}")
+    i = np.arange(8)
+    c1 = DCT8 @ (rho ** np.abs(i[:, None] - i[None, :])) @ DCT8.T       # 1-D: frequency x frequency
+    c2 = np.kron(c1, c1)                                                # natural order 8 * v + u
+    z = np.asarray(ZIGZAG)
+    return torch.from_numpy(c2[np.ix_(z, z)].copy())
 
 
 # --- the first layer ---------------------------------------------------------------------------
@@ -437,7 +461,7 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         bands: ``n``, 1..64: keep the n lowest zigzag bands of every component.
         images: unlabelled JPEGs (paths or bytes), or precomputed full-band inputs ``(y,
             cbcr)`` (:func:`calibration_set`).
-        steps: a subset of ``("lsq", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
+        steps: a subset of ``("lsq" or "wiener", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
             applied in that order).
             ``()``: the plain n-band model. Default :data:`DEFAULT_STEPS` (``lsq``, ``bn-delta``).
         progress: tqdm progress bars on stderr.
@@ -493,6 +517,12 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
             gram += block_gram(y, c)
         fold_estimate(full_first, first, lsq_estimate(gram, n, ridge))
         info["lsq"] = {"estimate": "same block, per component, once for all QFs", "ridge": ridge}
+    if "wiener" in steps:
+        if "lsq" in steps:
+            raise ValueError("choose one of the steps 'lsq' and 'wiener' (two estimates of the same bands)")
+        prior = torch.stack([ar1_block_covariance(r) for r in WIENER_RHO])
+        fold_estimate(full_first, first, lsq_estimate(prior, n))
+        info["wiener"] = {"estimate": "same block, separable AR(1) prior, no photo statistics", "rho": list(WIENER_RHO)}
     if "stem" in steps:
         match_stem(full_first, first, inputs, batch_size)
     if "distill" in steps:
