@@ -248,3 +248,25 @@ def test_wiener_step_uses_no_photo_statistics(random_full):
     assert a.calibration["steps"] == ["wiener"] and a.calibration["wiener"]["rho"] == list(WIENER_RHO)
     with pytest.raises(ValueError, match="one of the steps 'lsq' and 'wiener'"):
         calibrate(random_full, 10, a_in, steps=("lsq", "wiener"), progress=False)
+
+
+@pytest.mark.parametrize("steps", [("lsq",), ("wiener", "stem"), ()])
+def test_factored_first_layer_equals_the_folded_one(random_full, steps):
+    """forward_factored (per-block IDCT with the estimate in its bases, then the RGB conv)
+    computes what the folded convolutions compute, after every step that changes the layer."""
+    y, cbcr = _synthetic(batch=2, h=3, w=4, seed=7)
+    model = calibrate(random_full, 12, (y, cbcr), steps=steps, progress=False)
+    kept = (y[:, :12], torch.cat([cbcr[:, :12], cbcr[:, 64:76]], 1))
+    layer = model.stem_conv
+    with torch.no_grad():
+        folded = layer(*kept)
+        layer.factored = True
+        try:
+            factored = layer(*kept)
+            logits = model(*kept)
+        finally:
+            layer.factored = False
+        want_logits = model(*kept)
+    scale = folded.abs().max()
+    assert (factored - folded).abs().max() <= 2e-5 * scale
+    torch.testing.assert_close(logits, want_logits, rtol=1e-4, atol=1e-4 * want_logits.abs().max().item())

@@ -199,6 +199,16 @@ def test_first_layer_equals_bn0_conv_stem_of_the_decode(rgb_bundle, bands, grid)
         got = layer(y, cbcr)
     assert got.shape == (2, 32, 4 * hb, 4 * wb)
     torch.testing.assert_close(got, ref, atol=2e-5 * ref.abs().max().item(), rtol=0)
+    # the factored form (IDCT, upsampling, colour, then the RGB conv) is the same map; float64 reference
+    import copy
+    conv64, bn64 = copy.deepcopy(conv).double(), copy.deepcopy(bn).double()
+    with torch.no_grad():
+        ref64 = bn64(conv64(DCTFrontEnd(layout, LITE_MEAN, LITE_STD).double()(y.double(), cbcr.double())))
+        layer.factored = True
+        fac = layer(y, cbcr)
+    scale = ref64.abs().max().item()
+    assert (fac.double() - ref64).abs().max().item() <= 2e-6 * scale
+    assert (got.double() - ref64).abs().max().item() <= 2e-5 * scale
 
 
 def test_converted_lite0_matches_rgb_on_libjpeg_decode(rgb_bundle, prepared_all):

@@ -228,6 +228,7 @@ def slice_first_layer(full: ConvertedFirstLayer, target: ConvertedFirstLayer) ->
     target.deconv_c.weight.copy_(torch.cat([full.deconv_c.weight[:n], full.deconv_c.weight[64:64 + n]]))
     target.edge_basis_cb.copy_(full.edge_basis_cb[:, :n])
     target.edge_basis_cr.copy_(full.edge_basis_cr[:, :n])
+    target.pixel_basis_y.copy_(full.pixel_basis_y[:, :n])
     for name in ("bias", "frame_weight", "const_taps"):
         getattr(target, name).copy_(getattr(full, name))
     return target
@@ -260,7 +261,7 @@ def fold_estimate(full: ConvertedFirstLayer, target: ConvertedFirstLayer, estima
         w = wc[lo:lo + 64]
         parts.append(w[:n] + torch.einsum("dk,doij->koij", a[comp], w[n:]))
     target.deconv_c.weight.copy_(torch.cat(parts).float())
-    for comp, name in ((1, "edge_basis_cb"), (2, "edge_basis_cr")):
+    for comp, name in ((0, "pixel_basis_y"), (1, "edge_basis_cb"), (2, "edge_basis_cr")):
         basis = getattr(full, name).double()                           # (64 pixels, 64 bands)
         getattr(target, name).copy_((basis[:, :n] + basis[:, n:] @ a[comp]).float())
     return target
