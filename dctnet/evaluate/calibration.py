@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data.datasets import imagenet_classes, synset_of_path
 from ..data.encode import Setting, encode_setting
 from ..models import converted_layout, resolve
-from ..models.calibrate import bn_statistics, calibrate, calibration_set
+from ..models.calibrate import bn_statistics, calibrate, calibration_set, factored_first_layers
 from ..ops import read_to_tensor
 
 __all__ = ["DEFAULT_VARIANTS", "HELDOUT_QFS", "calibration_table", "heldout_split", "table_markdown", "variant_steps"]
@@ -104,13 +104,16 @@ def calibration_table(model: str, files: Sequence[str], *, bands: Sequence[int] 
     reference = None
     if any("bn-delta" in variant_steps(v) for v in variants) and any(n < 64 for n in bands):
         batches = [(cal[0][i:i + batch_size], cal[1][i:i + batch_size]) for i in range(0, cal[0].shape[0], batch_size)]
-        reference = bn_statistics(full, batches, progress=progress, total=len(batches))
+        with factored_first_layers(full.stem_conv):       # the same map, cheaper on CPU
+            reference = bn_statistics(full, batches, progress=progress, total=len(batches))
     rows = []
     jobs = [(int(n), v) for n in bands for v in (("plain",) if int(n) == 64 else variants)]
     for n, variant in tqdm(jobs, desc="calibrated models", unit="model", disable=not progress):
         t0 = time.time()
         net = calibrate(full, n, cal, steps=variant_steps(variant), progress=False, batch_size=batch_size,
                         reference_stats=reference, **(calibrate_options or {}))
+        if "distill" not in variant_steps(variant):      # factored: the same map, cheaper on CPU
+            net.stem_conv.factored = True
         for setting, (y, c) in full_in.items():
             logits = torch.cat([net(y[i:i + batch_size, :n],
                                     torch.cat([c[i:i + batch_size, :n], c[i:i + batch_size, 64:64 + n]], 1))

@@ -46,6 +46,7 @@ load back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from typing import Iterable, Sequence
@@ -63,7 +64,7 @@ from .convert import ConvertedFirstLayer
 from .decode_path import converted_layout, idct_basis
 from .resolve import create_model, resolve
 
-__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
+__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
            "bn_statistics", "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
@@ -206,6 +207,21 @@ def ar1_block_covariance(rho: float) -> torch.Tensor:
 
 
 # --- the first layer ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def factored_first_layers(*layers: ConvertedFirstLayer):
+    """Within the block, ``layers`` run :meth:`~dctnet.models.convert.ConvertedFirstLayer.forward_factored`
+    (the same function, computed as IDCT + decode + RGB conv: several times cheaper on CPU);
+    their previous mode is restored afterwards. Not for layers changed by :func:`distill`."""
+    before = [layer.factored for layer in layers]
+    try:
+        for layer in layers:
+            layer.factored = True
+        yield
+    finally:
+        for layer, mode in zip(layers, before):
+            layer.factored = mode
+
 
 def _first_layer(model: nn.Module) -> ConvertedFirstLayer:
     layer = getattr(model, "stem_conv", None)
@@ -533,10 +549,13 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         raise ValueError("choose one of the steps 'bn' and 'bn-delta'")
     if "bn" in steps or "bn-delta" in steps:
         batches = [_select(b, n) for b in _batches(inputs, batch_size)]
-        if "bn-delta" in steps and reference_stats is None:
-            reference_stats = bn_statistics(full, list(_batches(inputs, batch_size)), progress=progress)
-        info["bn_layers"] = reestimate_bn(model, batches, progress=progress, total=len(batches),
-                                          reference=reference_stats if "bn-delta" in steps else None)
+        # the measurement passes run the first layers factored (the same map, cheaper on CPU)
+        # unless distillation trained the folded convolutions away from the bases
+        with factored_first_layers(*((full_first,) if "distill" in steps else (full_first, first))):
+            if "bn-delta" in steps and reference_stats is None:
+                reference_stats = bn_statistics(full, list(_batches(inputs, batch_size)), progress=progress)
+            info["bn_layers"] = reestimate_bn(model, batches, progress=progress, total=len(batches),
+                                              reference=reference_stats if "bn-delta" in steps else None)
     model.calibration = info
     return model.eval()
 
