@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the N lowest zigzag frequencies of every component (--heldout: a list, N,N,...)")
     p.add_argument("--out", "-o", metavar="PATH", help="checkpoint to write (required unless --heldout)")
     p.add_argument("--steps", type=_steps, default=None, metavar="S,S",
-                   help="lsq (least-squares fill of the dropped bands, folded into the first layer), "
+                   help="lsq (least-squares fill of the dropped bands, folded into the first layer) or wiener "
+                        "(the same from a photo-independent prior), "
                         "stem (re-fit the first layer's folded BatchNorm), distill, bn (BatchNorm statistics "
                         "of the calibration images), bn-delta (only their change from the full-band model's); "
                         "default lsq,bn-delta")
