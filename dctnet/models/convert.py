@@ -383,7 +383,8 @@ class ConvertedFirstLayer(ChromaDecoder):
 
         Uses ``conv_y`` / ``deconv_c`` not at all: valid for conversions, the folded ``lsq`` /
         ``wiener`` estimates and the ``stem`` step of :mod:`dctnet.models.calibrate` (which
-        update the bases and ``frame_weight`` alike), not after ``distill``.
+        update the bases and ``frame_weight`` alike), not after ``distill``, nor for calibrated
+        checkpoints written before ``pixel_basis_y`` existed (they load the plain Y basis).
         ``(B, nY, h, w), (B, nCb + nCr, h/2, w/2) -> (B, C, 8h/s, 8w/s)``."""
         y, cbcr = split_late_concat(y, cbcr)
         check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
