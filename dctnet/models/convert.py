@@ -377,9 +377,9 @@ class ConvertedFirstLayer(ChromaDecoder):
         folded estimate of the dropped bands, kept patterns + dropped patterns @ estimate),
         libjpeg's fancy upsampling of the chroma, YCbCr -> RGB (pixel levels - 128), then the
         RGB convolution with its zero padding (``frame_weight``), the mid-grey constant map
-        and the bias. About ``(nY + (nCb + nCr) / 4) * 64 / 64`` MACs per pixel for the IDCT
-        plus the RGB convolution's, against ``16 * C`` per Y band for the folded form (on CPU
-        4x faster at 64 bands, 1.8x at 16, even at 8: ``scripts/bench_stem.py``).
+        and the bias. The IDCT costs ``nY + (nCb + nCr) / 4`` MACs per pixel, then the RGB
+        convolution's, against ``16 * C`` per Y band and block for the folded form (on CPU the
+        layer is 2.5-6x faster, the whole EfficientNet-Lite0 3-14%: ``scripts/bench_stem.py``).
 
         Uses ``conv_y`` / ``deconv_c`` not at all: valid for conversions, the folded ``lsq`` /
         ``wiener`` estimates and the ``stem`` step of :mod:`dctnet.models.calibrate` (which
