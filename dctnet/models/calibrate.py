@@ -64,8 +64,9 @@ from .convert import ConvertedFirstLayer
 from .decode_path import converted_layout, idct_basis
 from .resolve import create_model, resolve
 
-__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
-           "bn_statistics", "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
+__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram",
+           "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate", "bn_statistics",
+           "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
 STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta")

@@ -378,8 +378,9 @@ class ConvertedFirstLayer(ChromaDecoder):
         libjpeg's fancy upsampling of the chroma, YCbCr -> RGB (pixel levels - 128), then the
         RGB convolution with its zero padding (``frame_weight``), the mid-grey constant map
         and the bias. The IDCT costs ``nY + (nCb + nCr) / 4`` MACs per pixel, then the RGB
-        convolution's, against ``16 * C`` per Y band and block for the folded form (on CPU the
-        layer is 2.5-6x faster, the whole EfficientNet-Lite0 3-14%: ``scripts/bench_stem.py``).
+        convolution's; the folded form costs ``64 * C`` per Y band and block (2x2 taps,
+        ``16 * C`` outputs). On CPU the layer is 2.5-6x faster, the whole EfficientNet-Lite0
+        3-14% (``scripts/bench_stem.py``).
 
         Uses ``conv_y`` / ``deconv_c`` not at all: valid for conversions, the folded ``lsq`` /
         ``wiener`` estimates and the ``stem`` step of :mod:`dctnet.models.calibrate` (which
