@@ -12,7 +12,7 @@ from jpeg_fixtures import sample_photos
 from dctnet.classify import Classifier
 from dctnet.cli import main
 from dctnet.models import create_model, load_checkpoint, resolve
-from dctnet.models.calibrate import (block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
+from dctnet.models.calibrate import (WIENER_RHO, ar1_block_covariance, block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
                                      lsq_estimate, reestimate_bn)
 
 
@@ -83,6 +83,21 @@ def test_folding_is_exact(random_full, n):
     assert model.model_kwargs["bands"] == n and model.layout.channels_per_component == (n, n, n)
 
 
+def test_default_steps_are_lsq_and_bn_delta(random_full):
+    """The library's default (issue 15): lsq then bn-delta, which leaves a full-band model's
+    BatchNorm statistics as they are (the old default, plain "bn", replaced them)."""
+    y, cbcr = _synthetic(batch=4, h=3, w=3, seed=5)
+    same = calibrate(random_full, 64, (y, cbcr), progress=False)
+    assert same.calibration["steps"] == ["lsq", "bn-delta"]
+    full_sd, sd = random_full.state_dict(), same.state_dict()
+    for k in full_sd:
+        if k.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(sd[k], full_sd[k], rtol=1e-5, atol=1e-6)
+    replaced = calibrate(random_full, 64, (y, cbcr), steps=("lsq", "bn"), progress=False).state_dict()
+    assert not torch.allclose(replaced["_blocks.3._bn1.running_mean"], full_sd["_blocks.3._bn1.running_mean"],
+                              atol=1e-3)
+
+
 def test_bn_reestimation_sets_the_measured_statistics():
     torch.manual_seed(1)
     net = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.Dropout(0.5),
@@ -131,7 +146,7 @@ def test_command_writes_a_checkpoint_the_classifier_loads(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     ckpt = load_checkpoint(out)
     assert ckpt.model == "efficientnet_lite0_dct" and ckpt.model_kwargs["bands"] == 8
-    assert ckpt.extra["calibration"]["steps"] == ["lsq", "bn"]
+    assert ckpt.extra["calibration"]["steps"] == ["lsq", "bn-delta"]     # the default steps
     clf = Classifier("efficientnet_lite0_dct", weights=str(out), threads=2)
     assert clf.layout.channels_per_component == (8, 8, 8)
     plain = resolve("efficientnet_lite0_dct", bands=8).model
@@ -168,3 +183,90 @@ def test_distill_reduces_the_error_and_trains_only_early_layers(random_full, tar
                for k in after if not torch.equal(before[k], after[k])}
     assert changed and changed <= {"stem_conv", "_blocks.0", "_blocks.1"}
     assert "stem_conv" in changed and all(p.requires_grad for p in model.parameters())
+
+
+def test_heldout_table_command(tmp_path, capsys):
+    """`dctnet calibrate --heldout`: calibrate on the even photos, top-1/top-5 on the odd ones;
+    the plain row equals the Classifier's own predictions on the held-out files."""
+    import json
+
+    from dctnet.data.datasets import imagenet_classes, synset_of_path
+    from dctnet.evaluate.calibration import heldout_split
+
+    photos = [str(p) for p in sample_photos()[:6]]
+    out = tmp_path / "rows.json"
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--heldout", "--bands", "64,8", "--variants",
+                 "plain,lsq", "--settings", "original,50", "--json", str(out), "-j", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "| n | variant | original | qf50 |" in captured.out
+    assert "n=8 lsq qf50: top-1" in captured.err                          # progress, row by row
+    rows = json.loads(out.read_text())
+    assert [(r["bands"], r["variant"], r["setting"]) for r in rows] == [
+        (64, "plain", "original"), (64, "plain", "qf50"), (8, "plain", "original"), (8, "plain", "qf50"),
+        (8, "lsq", "original"), (8, "lsq", "qf50")]
+    calib, held = heldout_split(photos)
+    assert held == photos[1::2] and rows[0]["heldout_files"] == 3 and rows[0]["calibration_files"] == 3
+    index = imagenet_classes().index
+    for n, row in ((64, rows[0]), (8, rows[2])):
+        preds = Classifier("efficientnet_lite0_dct", bands=n, threads=2).predict(held, topk=5)
+        want1 = [p[0][0] == index[synset_of_path(f)] for p, f in zip(preds, held)]
+        want5 = [index[synset_of_path(f)] in [c for c, *_ in p] for p, f in zip(preds, held)]
+        assert row["top1"] == pytest.approx(100 * sum(want1) / 3)
+        assert row["top5"] == pytest.approx(100 * sum(want5) / 3)
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--bands", "16,8", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "a list only with --heldout" in capsys.readouterr().err
+    assert main(["calibrate", "efficientnet_lite0_dct", *photos, "--bands", "8"]) == 2
+    assert "--out PATH is required" in capsys.readouterr().err
+
+
+def test_ar1_prior_is_the_dct_of_the_pixel_covariance():
+    from dctnet.models.decode_path import idct_basis
+    from dctnet.ops import ZIGZAG
+
+    rho = 0.9
+    yy, xx = np.divmod(np.arange(64), 8)
+    pixel_cov = rho ** (np.abs(yy[:, None] - yy[None, :]) + np.abs(xx[:, None] - xx[None, :]))   # (64, 64)
+    basis = idct_basis(list(ZIGZAG))                           # (64 pixels, 64 bands), zigzag columns
+    want = basis.T @ pixel_cov @ basis
+    np.testing.assert_allclose(ar1_block_covariance(rho).numpy(), want, atol=1e-12)
+    assert ar1_block_covariance(0.0).allclose(torch.eye(64, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rho"):
+        ar1_block_covariance(1.0)
+
+
+def test_wiener_step_uses_no_photo_statistics(random_full):
+    a_in, b_in = _synthetic(batch=2, h=3, w=3, seed=1), _synthetic(batch=2, h=3, w=3, seed=2)
+    a = calibrate(random_full, 10, a_in, steps=("wiener",), progress=False)
+    b = calibrate(random_full, 10, b_in, steps=("wiener",), progress=False)
+    lsq = calibrate(random_full, 10, a_in, steps=("lsq",), progress=False)
+    assert torch.equal(a.stem_conv.conv_y.weight, b.stem_conv.conv_y.weight)        # the inputs do not matter
+    assert not torch.allclose(a.stem_conv.conv_y.weight, lsq.stem_conv.conv_y.weight)
+    want = resolve("efficientnet_lite0_dct", weights=False, bands=10).model
+    prior = torch.stack([ar1_block_covariance(r) for r in WIENER_RHO])
+    fold_estimate(random_full.stem_conv, want.stem_conv, lsq_estimate(prior, 10))
+    assert torch.equal(a.stem_conv.deconv_c.weight, want.stem_conv.deconv_c.weight)
+    assert a.calibration["steps"] == ["wiener"] and a.calibration["wiener"]["rho"] == list(WIENER_RHO)
+    with pytest.raises(ValueError, match="one of the steps 'lsq' and 'wiener'"):
+        calibrate(random_full, 10, a_in, steps=("lsq", "wiener"), progress=False)
+
+
+@pytest.mark.parametrize("steps", [("lsq",), ("wiener", "stem"), ()])
+def test_factored_first_layer_equals_the_folded_one(random_full, steps):
+    """forward_factored (per-block IDCT with the estimate in its bases, then the RGB conv)
+    computes what the folded convolutions compute, after every step that changes the layer."""
+    y, cbcr = _synthetic(batch=2, h=3, w=4, seed=7)
+    model = calibrate(random_full, 12, (y, cbcr), steps=steps, progress=False)
+    kept = (y[:, :12], torch.cat([cbcr[:, :12], cbcr[:, 64:76]], 1))
+    layer = model.stem_conv
+    with torch.no_grad():
+        folded = layer(*kept)
+        layer.factored = True
+        try:
+            factored = layer(*kept)
+            logits = model(*kept)
+        finally:
+            layer.factored = False
+        want_logits = model(*kept)
+    scale = folded.abs().max()
+    assert (factored - folded).abs().max() <= 2e-5 * scale
+    torch.testing.assert_close(logits, want_logits, rtol=1e-4, atol=1e-4 * want_logits.abs().max().item())

@@ -199,6 +199,16 @@ def test_first_layer_equals_bn0_conv_stem_of_the_decode(rgb_bundle, bands, grid)
         got = layer(y, cbcr)
     assert got.shape == (2, 32, 4 * hb, 4 * wb)
     torch.testing.assert_close(got, ref, atol=2e-5 * ref.abs().max().item(), rtol=0)
+    # the factored form (IDCT, upsampling, colour, then the RGB conv) is the same map; float64 reference
+    import copy
+    conv64, bn64 = copy.deepcopy(conv).double(), copy.deepcopy(bn).double()
+    with torch.no_grad():
+        ref64 = bn64(conv64(DCTFrontEnd(layout, LITE_MEAN, LITE_STD).double()(y.double(), cbcr.double())))
+        layer.factored = True
+        fac = layer(y, cbcr)
+    scale = ref64.abs().max().item()
+    assert (fac.double() - ref64).abs().max().item() <= 2e-6 * scale
+    assert (got.double() - ref64).abs().max().item() <= 2e-5 * scale
 
 
 def test_converted_lite0_matches_rgb_on_libjpeg_decode(rgb_bundle, prepared_all):
@@ -330,3 +340,34 @@ def test_bad_conversions_raise(rgb_bundle):
     with pytest.raises(ValueError, match=r"3x3 stride-2 convolution with padding .* \(0, 1, 0, 1\)"):
         ConvertedFirstLayer(converted_layout(4), 32, 3, 2, (0, 1, 0, 1)).fill_from(
             torch.nn.Conv2d(3, 32, 3, 2, 1), None, LITE_MEAN, LITE_STD)
+
+
+def test_convert_command_takes_efficientnet_lite0(tmp_path, prepared_all, capsys):
+    """`dctnet convert --model efficientnet_lite0` (issue 15 item 5): its registered weights by
+    default, any state dict with --weights; the checkpoint names efficientnet_lite0_dct."""
+    from dctnet.cli import main
+
+    out = tmp_path / "lite0_dct16.pt"
+    assert main(["convert", "--model", "efficientnet_lite0", "--bands", "16", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "efficientnet_lite0_dct(bands=16)" in text and "first layer: 77.5 MMACs (RGB first conv: 10.8)" in text
+    loaded = load_model(out)
+    assert loaded.model_name == "efficientnet_lite0_dct" and loaded.layout == converted_layout(16)
+    y, c = to_tensor([read_dct(j) for j in prepared_all[0][:2]], converted_layout(16))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(y, c), resolve("efficientnet_lite0_dct", bands=16).model.eval()(y, c))
+    # explicit weights: a random initialisation converts to the same as from_rgb of it
+    torch.manual_seed(4)
+    rgb = create_model("efficientnet_lite0", weights=False).eval()
+    weights = tmp_path / "lite0_random.pt"
+    torch.save(rgb.state_dict(), weights)
+    out8 = tmp_path / "lite0_dct8.pt"
+    assert main(["convert", "-m", "efficientnet_lite0", "-w", str(weights), "-n", "8", "-o", str(out8)]) == 0
+    y8, c8 = to_tensor([read_dct(j) for j in prepared_all[0][:2]], converted_layout(8))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(out8).eval()(y8, c8), from_rgb(rgb, 8)(y8, c8))
+    # an RGB model without default weights needs --weights; a DCT model is refused
+    assert main(["convert", "--model", "resnet18", "--out", str(tmp_path / "x.pt")]) == 1
+    assert "give --weights" in capsys.readouterr().err
+    assert main(["convert", "--model", "efficientnet_lite0_dct", "--out", str(tmp_path / "x.pt")]) == 1
+    assert "convert takes an RGB network" in capsys.readouterr().err

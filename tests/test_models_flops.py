@@ -109,3 +109,45 @@ def test_bench_flops_cli_json_and_patterns(capsys):
     assert rows[6]["input"] == "48x14x14"
     assert cli_main(["bench", "flops", "no_such_model"]) == 2
     assert "no registered model" in capsys.readouterr().err
+
+
+def _lite0_dct_first_layer_macs(n: int, px: int = 224) -> int:
+    """Hand formula of efficientnet_lite0_dct's converted stem (32 channels, r = 4 outputs per
+    block and axis, so 16 * 32 = 512 conv channels): the Y conv (n bands, 2x2 blocks) on the
+    px/8 grid, the chroma transposed conv (2n bands, 4x4 taps) on the px/16 grid, and the
+    border term (edge samples of 2n bands on 4 sides; colour conversion of the strips' pixel
+    windows, 3 rows / columns by the padded side; the 3x3x3 RGB conv on one output row or
+    column per side)."""
+    hb, ho = px // 8, px // 2
+    conv_y = n * 2 * 2 * 512 * hb * hb
+    deconv = 2 * n * 4 * 4 * 512 * (hb // 2) ** 2
+    edge = 2 * n * 8 * 2 * 2 * (hb // 2)
+    colour = 2 * 3 * (2 * 3 * (px + 1) + 2 * 3 * (px - 3))
+    conv = 32 * 3 * 3 * 3 * (2 * ho + 2 * (ho - 2))
+    return conv_y + deconv + edge + colour + conv
+
+
+@pytest.mark.parametrize("n", [64, 32, 16, 8, 4])
+def test_first_layer_macs_of_the_converted_lite0(n):
+    c = model_complexity("efficientnet_lite0_dct", 224, bands=n)
+    assert c.first_layer_name == "stem_conv"
+    assert c.first_layer_macs == _lite0_dct_first_layer_macs(n)
+    rgb = model_complexity("efficientnet_lite0", 224)
+    assert rgb.first_layer_name == "_conv_stem" and rgb.first_layer_macs == 32 * 27 * 112 * 112
+    # the rest of the network is the RGB one: the totals differ by the first layers only
+    assert c.macs - c.first_layer_macs == rgb.macs - rgb.first_layer_macs
+
+
+def test_bench_flops_bands_rows(capsys):
+    assert cli_main(["bench", "flops", "efficientnet_lite0*", "--bands", "64,8", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    dct = [r for r in rows if r["model"] == "efficientnet_lite0_dct"]
+    assert [r["bands"] for r in dct] == [64, 8]
+    assert [r["input"] for r in dct] == ["64x28x28 + 128x14x14", "8x28x28 + 16x14x14"]
+    assert [r["first_layer_mmacs"] for r in dct] == [round(_lite0_dct_first_layer_macs(n) / 1e6, 3) for n in (64, 8)]
+    rgb = [r for r in rows if r["model"] == "efficientnet_lite0"]
+    assert len(rgb) == 1 and "bands" not in rgb[0] and rgb[0]["first_layer"] == "_conv_stem"
+    assert cli_main(["bench", "flops", "efficientnet_lite0_dct", "--bands", "8,65"]) == 2
+    assert "--bands must be in 1..64" in capsys.readouterr().err
+    assert cli_main(["bench", "flops", "resnet50_v1", "--bands", "8"]) == 2
+    assert "none of resnet50_v1 is built with bands" in capsys.readouterr().err

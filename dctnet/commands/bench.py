@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import int_list
+
 HELP = ("measure models: `flops` prints GMACs and parameter counts (default: the table of docs/architecture.md §5); "
         "`throughput` times input preparation, forward and end to end")
 
@@ -25,7 +27,18 @@ def _flops_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
     p.add_argument("--stride-in-1x1", choices=["model", "yes", "no"], default="model",
                    help="override where downsampling blocks put their stride (default: each model's own)")
+    p.add_argument("--bands", type=int_list, metavar="N,N",
+                   help="one row per band count for models built with bands (converted models such as "
+                        "efficientnet_lite0_dct, resnet_from_rgb), e.g. 64,32,16,8")
     p.add_argument("--json", action="store_true", help="one JSON object per row instead of a table")
+
+
+def _takes_bands(name: str) -> bool:
+    import inspect
+
+    from ..models import model_builder
+
+    return "bands" in inspect.signature(model_builder(name)).parameters
 
 
 def _flops_run(args: argparse.Namespace) -> int:
@@ -45,22 +58,35 @@ def _flops_run(args: argparse.Namespace) -> int:
         names = list(paper)
     stride = {"model": None, "yes": True, "no": False}[args.stride_in_1x1]
 
+    bad = [b for b in args.bands or () if not 1 <= b <= 64]
+    if bad:
+        print(f"dctnet bench flops: --bands must be in 1..64, got {bad[0]}", file=sys.stderr)
+        return 2
+    if args.bands and not any(_takes_bands(n) for n in names):
+        print(f"dctnet bench flops: --bands: none of {', '.join(names)} is built with bands "
+              "(e.g. efficientnet_lite0_dct, resnet_from_rgb)", file=sys.stderr)
+        return 2
     rows = []
     for size in args.image_size:
         if size <= 0 or size % 16:
             print(f"dctnet bench flops: image size {size} must be a positive multiple of 16 pixels", file=sys.stderr)
             return 2
         for name in names:
-            c = model_complexity(name, size, num_classes=args.num_classes, stride_in_1x1=stride)
-            row = {"model": name, "image_size": size,
-                   "input": " + ".join("x".join(str(d) for d in s) for s in c.input_shapes),
-                   "gmacs": round(c.gmacs, 4), "params_m": round(c.mparams, 3)}
-            ref = paper.get(name)
-            if ref is not None and size == 224 and args.num_classes == 1000 and stride is None:
-                row.update(paper_gmacs=ref[2], paper_params_m=ref[3],
-                           gmacs_vs_paper_pct=round(100 * (c.gmacs / ref[2] - 1), 2),
-                           params_vs_paper_pct=round(100 * (c.mparams / ref[3] - 1), 2))
-            rows.append(row)
+            for bands in (args.bands if args.bands and _takes_bands(name) else [None]):
+                c = model_complexity(name, size, num_classes=args.num_classes, stride_in_1x1=stride, bands=bands)
+                row = {"model": name, "image_size": size,
+                       "input": " + ".join("x".join(str(d) for d in s) for s in c.input_shapes),
+                       "gmacs": round(c.gmacs, 4), "params_m": round(c.mparams, 3)}
+                if bands is not None:
+                    row["bands"] = bands
+                if c.first_layer_macs is not None:
+                    row.update(first_layer=c.first_layer_name, first_layer_mmacs=round(c.first_layer_macs / 1e6, 3))
+                ref = paper.get(name)
+                if ref is not None and size == 224 and args.num_classes == 1000 and stride is None:
+                    row.update(paper_gmacs=ref[2], paper_params_m=ref[3],
+                               gmacs_vs_paper_pct=round(100 * (c.gmacs / ref[2] - 1), 2),
+                               params_vs_paper_pct=round(100 * (c.mparams / ref[3] - 1), 2))
+                rows.append(row)
 
     if args.json:
         for row in rows:
@@ -68,12 +94,13 @@ def _flops_run(args: argparse.Namespace) -> int:
         return 0
     print(f"# {CONVENTION}; batch 1")
     with_paper = any("paper_gmacs" in r for r in rows)
-    header = ["model", "px", "input (C x h x w)", "GMACs", "params [M]"]
+    header = ["model", "px", "input (C x h x w)", "GMACs", "params [M]", "first layer [MMACs]"]
     if with_paper:
         header += ["paper GMACs", "paper params [M]", "dGMACs", "dparams"]
     table = []
     for r in rows:
-        line = [r["model"], str(r["image_size"]), r["input"], f"{r['gmacs']:.3f}", f"{r['params_m']:.2f}"]
+        first = f"{r['first_layer_mmacs']:.1f} ({r['first_layer']})" if "first_layer" in r else "-"
+        line = [r["model"], str(r["image_size"]), r["input"], f"{r['gmacs']:.3f}", f"{r['params_m']:.2f}", first]
         if with_paper:
             if "paper_gmacs" in r:
                 line += [f"{r['paper_gmacs']:.2f}", f"{r['paper_params_m']:.1f}",

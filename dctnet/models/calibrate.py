@@ -15,6 +15,10 @@ never saw. :func:`calibrate` repairs that from unlabelled images, in steps:
     chroma patterns ``basis_dropped @ A``. Inference costs exactly what the n-band model costs.
     One estimate for every QF: inputs are dequantised, and the calibration set mixes the
     originals with re-encodings at QF 90, 75, 50 (:func:`calibration_set`).
+``"wiener"`` (instead of ``"lsq"``)
+    The same fold with ``G`` replaced by a prior that depends on no photo: the DCT covariance
+    of a separable first-order Markov field (:func:`ar1_block_covariance`, pixel correlation
+    :data:`WIENER_RHO`), so ``A = C_dk C_kk^-1`` is the Wiener estimate under that model.
 ``"stem"``
     The first layer's folded BatchNorm re-fitted: each output channel of the n-band first
     layer is mapped affinely so that its mean and standard deviation on the calibration images
@@ -42,6 +46,7 @@ load back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from typing import Iterable, Sequence
@@ -52,21 +57,32 @@ from torch import nn
 from tqdm import tqdm
 
 from ..imaging import decode_rgb, encode_jpeg, read_bytes
-from ..ops import read_to_tensor
+from ..ops import ZIGZAG, read_to_tensor
+from ..ops.dct_domain import DCT8
 from .checkpoint import save_checkpoint
 from .convert import ConvertedFirstLayer
 from .decode_path import converted_layout, idct_basis
 from .resolve import create_model, resolve
 
-__all__ = ["STEPS", "block_gram", "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate",
-           "bn_statistics", "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
+__all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram",
+           "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate", "bn_statistics",
+           "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
-STEPS = ("lsq", "stem", "distill", "bn", "bn-delta")
+STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta")
+
+#: Pixel correlation of the ``"wiener"`` step's prior per component (Y, Cb, Cr): the
+#: classic separable first-order Markov model of natural images (chroma smoother).
+WIENER_RHO = (0.95, 0.97, 0.97)
 
 #: Augmentation of :func:`calibration_set`: re-encodings (None = the file as it is), shorter
 #: side before the 224 centre crop, horizontal flips.
 DEFAULT_QFS = (None, 90, 75, 50)
+
+#: The default steps of :func:`calibrate` and `dctnet calibrate`: the folded same-block estimate,
+#: then the BatchNorm statistics' *change* (``"bn"`` on a small set costs the full-band model
+#: accuracy; held-out numbers in the README).
+DEFAULT_STEPS = ("lsq", "bn-delta")
 DEFAULT_RESIZES = (256, 292)
 DEFAULT_FLIPS = (False, True)
 
@@ -176,7 +192,37 @@ def lsq_estimate(gram: torch.Tensor, bands: int, ridge: float = 0.0) -> torch.Te
     return torch.linalg.solve(gkk, gdk.transpose(-1, -2)).transpose(-1, -2)
 
 
+def ar1_block_covariance(rho: float) -> torch.Tensor:
+    """``float64 (64, 64)``: covariance of the 64 orthonormal DCT coefficients of an 8x8 block
+    of a separable first-order Markov field (unit variance, correlation ``rho ** |d|`` between
+    pixels ``d`` apart along either axis), in zigzag band order. A prior that depends on no
+    photo: ``lsq_estimate(ar1_block_covariance(rho), n)`` is the Wiener (conditional mean)
+    estimate of the dropped bands under it."""
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho must be in [0, 1), got {rho}")
+    i = np.arange(8)
+    c1 = DCT8 @ (rho ** np.abs(i[:, None] - i[None, :])) @ DCT8.T       # 1-D: frequency x frequency
+    c2 = np.kron(c1, c1)                                                # natural order 8 * v + u
+    z = np.asarray(ZIGZAG)
+    return torch.from_numpy(c2[np.ix_(z, z)].copy())
+
+
 # --- the first layer ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def factored_first_layers(*layers: ConvertedFirstLayer):
+    """Within the block, ``layers`` run :meth:`~dctnet.models.convert.ConvertedFirstLayer.forward_factored`
+    (the same function, computed as IDCT + decode + RGB conv: several times cheaper on CPU);
+    their previous mode is restored afterwards. Not for layers changed by :func:`distill`."""
+    before = [layer.factored for layer in layers]
+    try:
+        for layer in layers:
+            layer.factored = True
+        yield
+    finally:
+        for layer, mode in zip(layers, before):
+            layer.factored = mode
+
 
 def _first_layer(model: nn.Module) -> ConvertedFirstLayer:
     layer = getattr(model, "stem_conv", None)
@@ -199,6 +245,7 @@ def slice_first_layer(full: ConvertedFirstLayer, target: ConvertedFirstLayer) ->
     target.deconv_c.weight.copy_(torch.cat([full.deconv_c.weight[:n], full.deconv_c.weight[64:64 + n]]))
     target.edge_basis_cb.copy_(full.edge_basis_cb[:, :n])
     target.edge_basis_cr.copy_(full.edge_basis_cr[:, :n])
+    target.pixel_basis_y.copy_(full.pixel_basis_y[:, :n])
     for name in ("bias", "frame_weight", "const_taps"):
         getattr(target, name).copy_(getattr(full, name))
     return target
@@ -231,7 +278,7 @@ def fold_estimate(full: ConvertedFirstLayer, target: ConvertedFirstLayer, estima
         w = wc[lo:lo + 64]
         parts.append(w[:n] + torch.einsum("dk,doij->koij", a[comp], w[n:]))
     target.deconv_c.weight.copy_(torch.cat(parts).float())
-    for comp, name in ((1, "edge_basis_cb"), (2, "edge_basis_cr")):
+    for comp, name in ((0, "pixel_basis_y"), (1, "edge_basis_cb"), (2, "edge_basis_cr")):
         basis = getattr(full, name).double()                           # (64 pixels, 64 bands)
         getattr(target, name).copy_((basis[:, :n] + basis[:, n:] @ a[comp]).float())
     return target
@@ -418,7 +465,7 @@ def _full_model(bundle_or_name) -> nn.Module:
     return model
 
 
-def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("lsq", "bn"), progress: bool = True,
+def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFAULT_STEPS, progress: bool = True,
               batch_size: int = 32, threads: int | None = None, qfs: Sequence[int | None] = DEFAULT_QFS,
               resizes: Sequence[int] = DEFAULT_RESIZES, flips: Sequence[bool] = DEFAULT_FLIPS,
               ridge: float = 0.0, reference_stats: dict | None = None,
@@ -432,9 +479,9 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("ls
         bands: ``n``, 1..64: keep the n lowest zigzag bands of every component.
         images: unlabelled JPEGs (paths or bytes), or precomputed full-band inputs ``(y,
             cbcr)`` (:func:`calibration_set`).
-        steps: a subset of ``("lsq", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
+        steps: a subset of ``("lsq" or "wiener", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
             applied in that order).
-            ``()``: the plain n-band model.
+            ``()``: the plain n-band model. Default :data:`DEFAULT_STEPS` (``lsq``, ``bn-delta``).
         progress: tqdm progress bars on stderr.
         batch_size: images per forward pass; threads: reader threads.
         qfs, resizes, flips: augmentation (:func:`calibration_set`).
@@ -488,6 +535,12 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("ls
             gram += block_gram(y, c)
         fold_estimate(full_first, first, lsq_estimate(gram, n, ridge))
         info["lsq"] = {"estimate": "same block, per component, once for all QFs", "ridge": ridge}
+    if "wiener" in steps:
+        if "lsq" in steps:
+            raise ValueError("choose one of the steps 'lsq' and 'wiener' (two estimates of the same bands)")
+        prior = torch.stack([ar1_block_covariance(r) for r in WIENER_RHO])
+        fold_estimate(full_first, first, lsq_estimate(prior, n))
+        info["wiener"] = {"estimate": "same block, separable AR(1) prior, no photo statistics", "rho": list(WIENER_RHO)}
     if "stem" in steps:
         match_stem(full_first, first, inputs, batch_size)
     if "distill" in steps:
@@ -497,10 +550,13 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = ("ls
         raise ValueError("choose one of the steps 'bn' and 'bn-delta'")
     if "bn" in steps or "bn-delta" in steps:
         batches = [_select(b, n) for b in _batches(inputs, batch_size)]
-        if "bn-delta" in steps and reference_stats is None:
-            reference_stats = bn_statistics(full, list(_batches(inputs, batch_size)), progress=progress)
-        info["bn_layers"] = reestimate_bn(model, batches, progress=progress, total=len(batches),
-                                          reference=reference_stats if "bn-delta" in steps else None)
+        # the measurement passes run the first layers factored (the same map, cheaper on CPU)
+        # unless distillation trained the folded convolutions away from the bases
+        with factored_first_layers(*((full_first,) if "distill" in steps else (full_first, first))):
+            if "bn-delta" in steps and reference_stats is None:
+                reference_stats = bn_statistics(full, list(_batches(inputs, batch_size)), progress=progress)
+            info["bn_layers"] = reestimate_bn(model, batches, progress=progress, total=len(batches),
+                                              reference=reference_stats if "bn-delta" in steps else None)
     model.calibration = info
     return model.eval()
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .convert import ConvertedFirstLayer
 from .resolve import create_model
 
-__all__ = ["CONVENTION", "PAPER_TABLE", "Complexity", "count_macs", "count_params", "model_complexity",
-           "conv_macs", "bottleneck_macs"]
+__all__ = ["CONVENTION", "PAPER_TABLE", "Complexity", "count_macs", "count_params", "first_layer",
+           "model_complexity", "conv_macs", "bottleneck_macs"]
 
 CONVENTION = ("GMACs = 1e9 multiply-accumulates of conv + linear layers per image (BN, ReLU, pooling, "
               "additions not counted); params = learnable parameters")
@@ -38,6 +39,9 @@ class Complexity:
     input_shapes: tuple[tuple[int, ...], ...]
     macs: int
     params: int
+    #: MACs of the first layer (:func:`first_layer`) and its module name; ``None`` if the model has none.
+    first_layer_macs: int | None = None
+    first_layer_name: str | None = None
 
     @property
     def gmacs(self) -> float:
@@ -62,8 +66,20 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def first_layer(model: torch.nn.Module) -> tuple[str, torch.nn.Module] | None:
+    """``(name, module)`` of the layer that first sees the input: a converted first layer
+    (``stem_conv``, :class:`~dctnet.models.convert.ConvertedFirstLayer`: the decode path folded
+    into the RGB first convolution) or else the first ``nn.Conv2d`` in module order (an RGB
+    network's ``conv1`` / ``_conv_stem``); ``None`` if there is neither."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, ConvertedFirstLayer)]
+    convs = convs or [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    return convs[0] if convs else None
+
+
 def model_complexity(name: str, image_size: int | tuple[int, int] = 224, **kwargs) -> Complexity:
-    """GMACs and parameters of registered model ``name`` for one ``image_size`` image.
+    """GMACs and parameters of registered model ``name`` for one ``image_size`` image, and
+    the MACs of its first layer (:func:`first_layer`, counted on the input it gets in the
+    same forward pass).
 
     The model is built on the meta device (no memory, no compute) and untrained (default
     weights are not loaded); ``kwargs`` go to ``create_model`` (e.g. ``num_classes``,
@@ -75,7 +91,14 @@ def model_complexity(name: str, image_size: int | tuple[int, int] = 224, **kwarg
         model = create_model(name, **kwargs).eval()
         shapes = model.input_config.shapes_at(h, w)
         inputs = [torch.empty(1, *s) for s in shapes]
-    return Complexity(name, (h, w), shapes, count_macs(model, *inputs), count_params(model))
+        first = first_layer(model)
+        seen: list = []
+        hook = first[1].register_forward_hook(lambda mod, args, out: seen.append(args)) if first else None
+        macs = count_macs(model, *inputs)
+        if hook is not None:
+            hook.remove()
+        first_macs = count_macs(first[1], *seen[0]) if seen else None
+    return Complexity(name, (h, w), shapes, macs, count_params(model), first_macs, first[0] if seen else None)
 
 
 def conv_macs(cin: int, cout: int, kernel: int, h_out: int, w_out: int, groups: int = 1) -> int:
