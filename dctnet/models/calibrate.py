@@ -61,7 +61,7 @@ from ..ops import ZIGZAG, read_to_tensor
 from ..ops.dct_domain import DCT8
 from .checkpoint import save_checkpoint
 from .convert import ConvertedFirstLayer
-from .decode_path import converted_layout, idct_basis
+from .decode_path import converted_layout
 from .resolve import create_model, resolve
 
 __all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram",
