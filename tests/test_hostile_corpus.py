@@ -95,7 +95,10 @@ out = {}
 def show(e):
     return None if e is None else str(e)
 def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # this process's own peak (VmHWM). ru_maxrss would also count the parent's peak: the child
+    # is started with vfork + exec, and Linux carries the old address space's peak over.
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 """
 
 
