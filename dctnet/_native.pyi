@@ -44,6 +44,8 @@ def scan_script(data: bytes, max_scans: int) -> tuple:
     """(progressive, arithmetic, num_components, [(components, Ss, Se, Ah, Al, start, end, complete,
     irregular), ...], truncated, problem) of a JPEG in memory (a marker walk, no decoding)."""
 
-def transcode(data: bytes, group_ends: list[int], max_pixels: int) -> bytes | tuple:
+def transcode(data: bytes, group_ends: list[int], max_pixels: int, requant: list[int] = ...) -> bytes | tuple:
     """The band-ordered progressive version of a JPEG (``group_ends`` strictly increasing, ending with
-    64; empty: sequential with optimised Huffman tables), or ``(kind, 0, message)`` on failure."""
+    64; empty: sequential with optimised Huffman tables), or ``(kind, 0, message)`` on failure.
+    ``requant`` (128 steps, luma then chroma, natural order; ``group_ends`` empty): every coefficient
+    requantised with these tables, written baseline with the standard Huffman tables, no APPn/COM."""

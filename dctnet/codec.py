@@ -29,6 +29,7 @@ __all__ = [
     "JPEGSource",
     "read_dct",
     "read_dct_batch",
+    "requantize_jpeg",
     "read_batch_with_sink",
     "read_header",
     "scan_script",
@@ -764,6 +765,34 @@ def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_G
     data, name = read_source(src, max_bytes=max_bytes)
     limit = check_limits(max_pixels=max_pixels)["max_pixels"]
     out = _native.transcode(bytes(data), groups, limit)
+    if isinstance(out, tuple):
+        kind, _, message = out
+        if kind == _KIND_MEMORY:
+            raise MemoryError(f"{name}: {message}")
+        raise JPEGError(name, message)
+    return out
+
+
+def requantize_jpeg(src: JPEGSource, quality: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                    max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
+    """The coefficient-domain analogue of decode + re-encode at IJG ``quality``, without decoding.
+
+    Every quantised coefficient ``c`` with step ``q_old`` becomes ``round(c * q_old / q_new)``
+    (half away from zero, as libjpeg's quantiser rounds), ``q_new`` the step of the standard
+    tables scaled by ``quality`` (:func:`ijg_qtables`, baseline: the luma table for component 0,
+    the chroma table for the others). Written by libjpeg-turbo as jpegtran would
+    (``jpeg_read_coefficients``, the coefficients changed in place,
+    ``jpeg_write_coefficients``): baseline sequential, the standard Huffman tables, the
+    file's geometry and sampling kept; like a fresh encode, no APPn/COM markers (EXIF, ICC).
+
+    Raises:
+        JPEGError: unreadable input, a colour space other than YCbCr or grayscale, or a limit
+        exceeded, naming the source.
+    """
+    tables = ijg_qtables(int(quality))
+    data, name = read_source(src, max_bytes=max_bytes)
+    limit = check_limits(max_pixels=max_pixels)["max_pixels"]
+    out = _native.transcode(bytes(data), [], limit, [int(v) for v in tables.reshape(-1)])
     if isinstance(out, tuple):
         kind, _, message = out
         if kind == _KIND_MEMORY:

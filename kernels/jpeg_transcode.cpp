@@ -98,10 +98,60 @@ bool written_by_libjpeg(const jpeg_compress_struct* dst, const jpeg_saved_marker
          std::memcmp(m->data, "Adobe", 5) == 0;
 }
 
+// Stops the transcode with an error of our own (kInvalid) and a message.
+[[noreturn]] void transcode_fail(j_common_ptr cinfo, const char* message) {
+  auto* err = reinterpret_cast<TranscodeError*>(cinfo->err);
+  err->result->kind = kInvalid;
+  std::snprintf(err->result->message, kMessageSize, "%s", message);
+  longjmp(err->jump, 1);
+}
+
+// Every coefficient of src requantised with the new tables (component 0: requant[0..63], the
+// others: requant[64..127]), written back into the coefficient arrays; dst gets those tables.
+void requantize(j_decompress_ptr src, j_compress_ptr dst, jvirt_barray_ptr* coefficients,
+                const uint16_t* requant) {
+  if (src->jpeg_color_space != JCS_YCbCr && src->jpeg_color_space != JCS_GRAYSCALE) {
+    transcode_fail(reinterpret_cast<j_common_ptr>(src), "requantising needs a YCbCr or grayscale JPEG");
+  }
+  for (int t = 0; t < 2; ++t) {
+    if (dst->quant_tbl_ptrs[t] == nullptr) dst->quant_tbl_ptrs[t] = jpeg_alloc_quant_table(reinterpret_cast<j_common_ptr>(dst));
+    for (int k = 0; k < DCTSIZE2; ++k) {
+      if (requant[64 * t + k] == 0) transcode_fail(reinterpret_cast<j_common_ptr>(src), "a quantisation step of 0");
+      dst->quant_tbl_ptrs[t]->quantval[k] = requant[64 * t + k];
+    }
+    dst->quant_tbl_ptrs[t]->sent_table = FALSE;
+  }
+  for (int c = 0; c < src->num_components; ++c) {
+    const jpeg_component_info* comp = &src->comp_info[c];
+    const JQUANT_TBL* old_table = comp->quant_table;
+    if (old_table == nullptr) ERREXIT1(src, JERR_NO_QUANT_TABLE, comp->quant_tbl_no);
+    const uint16_t* q_new = requant + (c == 0 ? 0 : 64);
+    dst->comp_info[c].quant_tbl_no = c == 0 ? 0 : 1;
+    for (JDIMENSION row = 0; row < comp->height_in_blocks; ++row) {
+      JBLOCKARRAY blocks = (*src->mem->access_virt_barray)(reinterpret_cast<j_common_ptr>(src), coefficients[c],
+                                                           row, 1, TRUE);
+      for (JDIMENSION col = 0; col < comp->width_in_blocks; ++col) {
+        JCOEF* block = blocks[0][col];
+        for (int k = 0; k < DCTSIZE2; ++k) {
+          const int32_t x = static_cast<int32_t>(block[k]) * old_table->quantval[k];  // exact
+          const int32_t q = q_new[k];
+          const int32_t y = x >= 0 ? (x + q / 2) / q : -((-x + q / 2) / q);
+          block[k] = static_cast<JCOEF>(y);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_ends, int num_groups,
-                            uint64_t max_pixels, TranscodeResult* result) {
+                            uint64_t max_pixels, TranscodeResult* result, const uint16_t* requant_tables) {
+  if (requant_tables != nullptr && num_groups != 0) {
+    result->kind = kInvalid;
+    std::snprintf(result->message, kMessageSize, "a requantised file is baseline sequential (no band groups)");
+    return;
+  }
   if (num_groups < 0 || num_groups > 64) {
     result->kind = kInvalid;
     std::snprintf(result->message, kMessageSize, "%d band groups (at most 64)", num_groups);
@@ -156,6 +206,7 @@ void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_e
   job->dst_created = true;
   jpeg_copy_critical_parameters(&job->src, &job->dst);
   const int ncomp = job->dst.num_components;
+  if (requant_tables != nullptr) requantize(&job->src, &job->dst, coefficients, requant_tables);
   if (num_groups > 0) {
     int n = 0;
     jpeg_scan_info* scans = job->scans;
@@ -183,7 +234,8 @@ void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_e
     job->dst.scan_info = scans;
     job->dst.num_scans = n;
   }
-  job->dst.optimize_coding = TRUE;
+  // Requantised files: the standard Huffman tables (what an encoder at that quality writes).
+  job->dst.optimize_coding = requant_tables == nullptr ? TRUE : FALSE;
   job->dest.capacity = size / 2 + 4096;
   job->dest.buffer = static_cast<uint8_t*>(std::malloc(job->dest.capacity));
   if (job->dest.buffer == nullptr) ERREXIT1(&job->dst, JERR_OUT_OF_MEMORY, 11);
@@ -192,7 +244,8 @@ void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_e
   job->dest.pub.term_destination = destination_term;
   job->dst.dest = &job->dest.pub;
   jpeg_write_coefficients(&job->dst, coefficients);
-  for (jpeg_saved_marker_ptr m = job->src.marker_list; m != nullptr; m = m->next) {
+  // (a requantised file stands for a fresh encode: no APPn/COM markers, as encode_jpeg writes none)
+  for (jpeg_saved_marker_ptr m = job->src.marker_list; m != nullptr && requant_tables == nullptr; m = m->next) {
     if (written_by_libjpeg(&job->dst, m)) continue;
     jpeg_write_marker(&job->dst, m->marker, m->data, m->data_length);
   }

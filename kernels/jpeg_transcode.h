@@ -23,7 +23,15 @@ struct TranscodeResult {
 // components together when at most 4), then for each group one scan per component, at full
 // precision (no successive approximation). num_groups == 0: a sequential file with optimised
 // Huffman tables instead. Markers (APPn, COM) are copied. Never throws.
+//
+// requant_tables (nullptr: none): 2 x 64 quantisation steps (natural order; luma, chroma)
+// with which every coefficient is requantised on the way through, as libjpeg's quantiser
+// rounds a dequantised value (c * q_old, half away from zero); component 0 gets the first
+// table, the others the second. Then the file is baseline sequential with the standard
+// Huffman tables and no APPn/COM markers (num_groups must be 0), and the input must be YCbCr
+// or grayscale.
 void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_ends, int num_groups,
-                            uint64_t max_pixels, TranscodeResult* result);
+                            uint64_t max_pixels, TranscodeResult* result,
+                            const uint16_t* requant_tables = nullptr);
 
 }  // namespace dctnet

@@ -395,12 +395,16 @@ nb::tuple py_scan_script(nb::bytes data, int max_scans) {
 }
 
 // Transcoding (jpeg_transcode.h): the new file's bytes, or (kind, 0, message) on failure.
-nb::object py_transcode(nb::bytes data, std::vector<int> group_ends, uint64_t max_pixels) {
+// requant: empty, or 128 quantisation steps (luma, chroma; natural order) to requantise with.
+nb::object py_transcode(nb::bytes data, std::vector<int> group_ends, uint64_t max_pixels,
+                        std::vector<uint16_t> requant) {
+  if (!requant.empty() && requant.size() != 128) throw nb::value_error("requant takes 2 x 64 steps");
   dctnet::TranscodeResult result;
   {
     nb::gil_scoped_release release;
     dctnet::transcode_band_ordered(reinterpret_cast<const uint8_t*>(data.c_str()), data.size(), group_ends.data(),
-                                   static_cast<int>(group_ends.size()), max_pixels, &result);
+                                   static_cast<int>(group_ends.size()), max_pixels, &result,
+                                   requant.empty() ? nullptr : requant.data());
   }
   if (result.kind != dctnet::kOk) return nb::make_tuple(result.kind, 0, nb::str(result.message));
   nb::bytes out(reinterpret_cast<const char*>(result.data), result.size);
@@ -422,7 +426,8 @@ NB_MODULE(_native, m) {
         nb::arg("max_scan_blocks") = 0, nb::arg("bands") = 64, nb::arg("chroma_bands") = -1,
         nb::arg("band_sampling") = 0);
   m.def("scan_script", &py_scan_script, nb::arg("data"), nb::arg("max_scans"));
-  m.def("transcode", &py_transcode, nb::arg("data"), nb::arg("group_ends"), nb::arg("max_pixels"));
+  m.def("transcode", &py_transcode, nb::arg("data"), nb::arg("group_ends"), nb::arg("max_pixels"),
+        nb::arg("requant") = std::vector<uint16_t>());
   m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
 #ifdef LIBJPEG_TURBO_VERSION_NUMBER
   m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;

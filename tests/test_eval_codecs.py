@@ -13,10 +13,10 @@ from jpeg_fixtures import sample_photos
 
 import dctnet.evaluate.study as study_mod
 from dctnet.cli import main as cli_main
-from dctnet.codec import JPEGError, read_dct
+from dctnet.codec import JPEGError, read_dct, requantize_jpeg
 from dctnet.data.datasets import open_dataset
 from dctnet.data.encode import (DEFAULT_LADDERS, Setting, coefficient_agreement, decode_setting, encode_setting,
-                                make_settings, parse_setting, requantize, write_coefficients)
+                                make_settings, parse_setting)
 from dctnet.evaluate.metrics import psnr
 from dctnet.evaluate.plots import curves
 from dctnet.evaluate.store import ResultStore, StaleResultsError
@@ -118,11 +118,12 @@ def _by_sampling() -> dict:
 @pytest.mark.parametrize("sampling", ["420", "444", "gray"])
 @pytest.mark.parametrize("quality", [75, 30, 5])
 def test_requantised_file_matches_an_independent_float64_formula(sampling, quality, tmp_path):
-    """jpeglib (its own libjpeg) reads the original and the requantised file; the requantised
-    coefficients are round(c * q_old / q_new), half away from zero, computed here in float64."""
+    """jpeglib (its own libjpeg) reads the original and the requantised file
+    (dctnet.codec.requantize_jpeg); the requantised coefficients are round(c * q_old / q_new),
+    half away from zero, computed here in float64."""
     want = {"420": ((2, 2), (1, 1), (1, 1)), "444": ((1, 1), (1, 1), (1, 1)), "gray": ((1, 1),)}[sampling]
     path = _by_sampling()[want]
-    (tmp_path / "r.jpg").write_bytes(write_coefficients(requantize(read_dct(path), quality)))
+    (tmp_path / "r.jpg").write_bytes(requantize_jpeg(path, quality))
     ref, out = jpeglib.read_dct(str(path)), jpeglib.read_dct(str(tmp_path / "r.jpg"))
     # IJG tables scaled by quality, from libjpeg itself (a file encoded at that quality).
     tables = read_dct(encode_jpeg(np.zeros((16, 16, 3), np.uint8), quality)).qtables
@@ -140,8 +141,8 @@ def test_requantised_file_matches_an_independent_float64_formula(sampling, quali
 
 def test_requantising_with_the_files_own_tables_is_lossless():
     path = _by_sampling()[((2, 2), (1, 1), (1, 1))]
-    q = read_dct(encode_jpeg(decode_rgb(path), 60))
-    again = read_dct(write_coefficients(requantize(q, 60)))
+    data = encode_jpeg(decode_rgb(path), 60)
+    q, again = read_dct(data), read_dct(requantize_jpeg(data, 60))
     assert all(np.array_equal(a, b) for a, b in zip(q.planes, again.planes))
     assert np.array_equal(q.qtables, again.qtables) and again.sampling == q.sampling
 
@@ -166,11 +167,18 @@ def test_requantised_version_of_a_broken_file_names_it():
         encode_setting(b"\xff\xd8\xff\xdbnot a jpeg", Setting(50, requantize=True), name="broken.jpg")
 
 
-def test_requantize_refuses_other_colour_spaces():
-    img = read_dct(encode_jpeg(_photo(), 80))
-    cmyk = type(img)(**{**img.__dict__, "colorspace": "cmyk", "source": "c.jpg"})
-    with pytest.raises(JPEGError, match="c.jpg.*YCbCr or gray"):
-        requantize(cmyk, 50)
+def test_requantize_refuses_other_colour_spaces(tmp_path):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).convert("CMYK").save(buf, "JPEG", quality=80)
+    (tmp_path / "c.jpg").write_bytes(buf.getvalue())
+    with pytest.raises(JPEGError, match="c.jpg.*YCbCr or grayscale"):
+        requantize_jpeg(tmp_path / "c.jpg", 50)
+    with pytest.raises(JPEGError, match="c.jpg.*YCbCr or grayscale"):
+        encode_setting(buf.getvalue(), Setting(50, requantize=True), name="c.jpg")
 
 
 # --- the study ------------------------------------------------------------------------------------

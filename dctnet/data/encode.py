@@ -15,9 +15,9 @@ A :class:`Setting` is one version of every image:
   cell at the right/bottom edge averaging what it has) before encoding.
 
 * ``requant-qf<Q>``: no decoding: the original's quantised coefficients requantised with
-  the tables of IJG quality ``Q`` (:func:`requantize`, ``round(coef * q_old / q_new)`` with
-  libjpeg's rounding, half away from zero), written losslessly as a baseline JPEG (standard
-  Huffman tables) by libjpeg's ``jpeg_write_coefficients`` (through jpeglib). It keeps the
+  the tables of IJG quality ``Q`` (:func:`dctnet.codec.requantize_jpeg`, ``round(coef *
+  q_old / q_new)`` with libjpeg's rounding, half away from zero), written as a baseline JPEG
+  (standard Huffman tables) by libjpeg-turbo's ``jpeg_write_coefficients``. It keeps the
   original's chroma sampling and size; the study compares it with ``qf<Q>``, the true
   decode + re-encode (:func:`coefficient_agreement`);
 * ``<codec>-q<Q>`` / ``jpeg2000-cr<R>``: the decoded original encoded by another codec
@@ -34,21 +34,18 @@ the original's decode, reduced and/or turned gray the same way.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-import threading
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..codec import DCTImage, JPEGError, ijg_qtables, read_dct
+from ..codec import DCTImage, JPEGError, requantize_jpeg
 from ..imaging import CODECS, check_codec, decode_image, decode_rgb, encode_image, encode_jpeg
 
 __all__ = ["DEFAULT_LADDERS", "DEFAULT_QFS", "Setting", "coefficient_agreement", "decode_setting", "encode_setting",
-           "make_settings", "parse_setting", "reference_pixels", "requantize", "write_coefficients"]
+           "make_settings", "parse_setting", "reference_pixels"]
 
 DEFAULT_QFS = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10)
 DOWNSCALES = (2, 4, 8)
@@ -211,73 +208,6 @@ def reference_pixels(original_rgb: np.ndarray, setting: Setting) -> np.ndarray:
     return _transform(original_rgb, setting)
 
 
-def requantize(image: DCTImage, quality: int) -> DCTImage:
-    """The coefficient-domain analogue of decode + re-encode at IJG ``quality``: every
-    quantised coefficient ``c`` with step ``q_old`` becomes ``round(c * q_old / q_new)`` with
-    ``q_new`` the step of the standard tables scaled by ``quality`` (:func:`dctnet.codec.ijg_qtables`,
-    baseline: luma table for component 0, chroma for the others), rounded as libjpeg's
-    quantiser rounds (half away from zero). Geometry, sampling and colour space are kept.
-
-    Raises :class:`~dctnet.JPEGError` naming the image for colour spaces other than YCbCr and gray.
-    """
-    if image.colorspace not in ("ycbcr", "gray"):
-        raise JPEGError(image.source, f"requantising needs a YCbCr or gray JPEG, not {image.colorspace}")
-    tables = ijg_qtables(int(quality))
-    new_q = np.stack([tables[0 if c == 0 else 1] for c in range(len(image.planes))]).astype(np.uint16)
-    planes = []
-    for c, plane in enumerate(image.planes):
-        x = plane.astype(np.int64) * image.qtables[c].astype(np.int64)   # dequantised, exact
-        q = new_q[c].astype(np.int64)
-        y = np.sign(x) * ((np.abs(x) + (q >> 1)) // q)                    # libjpeg: (|x| + q/2) / q
-        planes.append(y.astype(np.int16))
-    return DCTImage(**{**image.__dict__, "planes": tuple(planes), "qtables": new_q, "progressive": False,
-                       "arithmetic": False, "restart_interval": 0})
-
-
-_WRITE_LOCK = threading.Lock()  # jpeglib keeps per-process state (its libjpeg version)
-
-
-def write_coefficients(image: DCTImage) -> bytes:
-    """A baseline JPEG holding exactly ``image``'s quantised coefficients and tables (no DCT,
-    no quantisation: lossless), written by libjpeg's ``jpeg_write_coefficients`` through
-    jpeglib with the standard Huffman tables, JFIF header, no other markers.
-
-    Raises :class:`~dctnet.JPEGError` naming the image when it is not YCbCr or gray.
-    """
-    import jpeglib  # the one coefficient writer available to Python (a dependency)
-
-    if image.colorspace not in ("ycbcr", "gray"):
-        raise JPEGError(image.source, f"writing coefficients needs a YCbCr or gray JPEG, not {image.colorspace}")
-    blocks = [p.reshape(p.shape[0], p.shape[1], 8, 8) for p in image.planes]
-    qt, tbl_no = [], []
-    for c in range(len(blocks)):   # one table per distinct row, in order of first use
-        row = image.qtables[c]
-        for t, known in enumerate(qt):
-            if np.array_equal(known, row):
-                tbl_no.append(t)
-                break
-        else:
-            qt.append(row)
-            tbl_no.append(len(qt) - 1)
-    jpeg = jpeglib.DCTJPEG(
-        path=None, content=None, height=image.height, width=image.width,
-        block_dims=np.array([b.shape[:2] for b in blocks], np.int32),
-        samp_factor=np.array([[v, h] for h, v in image.sampling], np.int32),
-        jpeg_color_space=jpeglib.JCS_YCbCr if len(blocks) == 3 else jpeglib.JCS_GRAYSCALE,
-        num_scans=1, quant_tbl_no=np.array(tbl_no, np.int32), markers=None, huffmans=None,
-        Y=blocks[0], Cb=blocks[1] if len(blocks) == 3 else None, Cr=blocks[2] if len(blocks) == 3 else None,
-        K=None, qt=np.stack([r.reshape(8, 8) for r in qt]).astype(np.uint16), progressive_mode=None)
-    fd, path = tempfile.mkstemp(suffix=".jpg", prefix="dctnet-requant-")
-    os.close(fd)
-    try:
-        with _WRITE_LOCK:
-            jpeg.write_dct(path)
-        with open(path, "rb") as fh:
-            return fh.read()
-    finally:
-        os.remove(path)
-
-
 def coefficient_agreement(a: DCTImage, b: DCTImage) -> tuple[float | None, float | None]:
     """How many quantised coefficients two JPEGs of the same picture share:
     ``(luma, all)``, each the share of equal coefficients, ``luma`` over component 0 when
@@ -306,10 +236,9 @@ def encode_setting(original: bytes, setting: Setting, *, original_rgb: np.ndarra
         return bytes(original)
     if setting.requantize:
         try:
-            image = read_dct(original)
+            return requantize_jpeg(original, setting.qf)
         except JPEGError as e:
             raise JPEGError(name, e.reason) from None
-        return write_coefficients(requantize(DCTImage(**{**image.__dict__, "source": name}), setting.qf))
     rgb = decode_rgb(original, name=name) if original_rgb is None else original_rgb
     if setting.codec != "jpeg":
         return encode_image(rgb, setting.codec, setting.qf)

@@ -161,7 +161,7 @@ def _mean_probability_entry(store: ResultStore, dataset: Dataset, model: str, ke
 def _versions() -> dict:
     """Package and library versions of the run (``None``: not installed)."""
     out = {"python": platform.python_version()}
-    for pkg in ("dctnet", "numpy", "torch", "onnxruntime", "matplotlib", "jpeglib", "PyTurboJPEG"):
+    for pkg in ("dctnet", "numpy", "torch", "onnxruntime", "matplotlib", "PyTurboJPEG"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
