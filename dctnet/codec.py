@@ -762,9 +762,15 @@ def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_G
         groups.append(64)
     if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
         raise ValueError(f"bands must be strictly increasing band counts in 1..64, not {tuple(bands)}")
+    return _transcode(src, groups, (), max_pixels, max_bytes)
+
+
+def _transcode(src: JPEGSource, groups: Sequence[int], requant: Sequence[int], max_pixels: int | None,
+               max_bytes: int | None) -> bytes:
+    """The native transcoder's output, or its failure raised naming the source."""
     data, name = read_source(src, max_bytes=max_bytes)
     limit = check_limits(max_pixels=max_pixels)["max_pixels"]
-    out = _native.transcode(bytes(data), groups, limit)
+    out = _native.transcode(bytes(data), list(groups), limit, list(requant))
     if isinstance(out, tuple):
         kind, _, message = out
         if kind == _KIND_MEMORY:
@@ -790,15 +796,7 @@ def requantize_jpeg(src: JPEGSource, quality: int, *, max_pixels: int | None = D
         exceeded, naming the source.
     """
     tables = ijg_qtables(int(quality))
-    data, name = read_source(src, max_bytes=max_bytes)
-    limit = check_limits(max_pixels=max_pixels)["max_pixels"]
-    out = _native.transcode(bytes(data), [], limit, [int(v) for v in tables.reshape(-1)])
-    if isinstance(out, tuple):
-        kind, _, message = out
-        if kind == _KIND_MEMORY:
-            raise MemoryError(f"{name}: {message}")
-        raise JPEGError(name, message)
-    return out
+    return _transcode(src, (), [int(v) for v in tables.reshape(-1)], max_pixels, max_bytes)
 
 
 # --- Quality estimation -------------------------------------------------------------------
