@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progressive", type=int_list, metavar="B[,B...]",
                    help="write band-ordered progressive JPEGs with these band-group boundaries, e.g. 1,6,16,64 "
                         "(lossless against the baseline file; a model using n bands then decodes only the scans "
-                        "up to the first boundary >= n)")
+                        "up to the first boundary >= n; put a boundary at each n your models use, and no more: "
+                        "1,16,64 for FBS-16 reads ~7%% faster than 1,6,16,64)")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="parallel workers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
