@@ -136,7 +136,7 @@ def test_input_preparation(benchmark, corpora, path, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
-@pytest.mark.parametrize("path", ["rgb", "resize-n64", "resize-n16", "read-only"])
+@pytest.mark.parametrize("path", ["rgb", "resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "read-only"])
 def test_resize_originals(benchmark, corpora, path, threads):
     benchmark.group = f"resize-originals-{threads}t"
     data = corpora["original"]
@@ -152,12 +152,17 @@ def test_resize_originals(benchmark, corpora, path, threads):
     elif path == "read-only":
         run = _read_only(data, threads)
     else:
-        layout = DCTLayout("upsampling", int(path.rsplit("-n", 1)[1]))
-        out = torch.empty(output_shapes(layout, n, 28, 28)[0])
-        read_to_tensor(data[:2], layout, size=224, resize=256, out=out[:2])        # warm-up (numba cache)
+        # resize-n*: the ResNet DCT layout (chroma upsampled to the luma grid, 3n channels);
+        # resize-lc-n*: the converted models' (efficientnet_lite0_dct: late_concat, dequantised)
+        bands = int(path.rsplit("-n", 1)[1])
+        layout = (DCTLayout("late_concat", bands, dequantize=True) if "-lc-" in path
+                  else DCTLayout("upsampling", bands))
+        out = tuple(torch.empty(s) for s in output_shapes(layout, n, 28, 28))
+        read_to_tensor(data[:2], layout, size=224, resize=256, out=tuple(t[:2] for t in out))   # warm-up (numba cache)
 
         def run():
-            return read_to_tensor(data, layout, size=224, resize=256, out=out, threads=threads)
+            read_to_tensor(data, layout, size=224, resize=256, out=out if len(out) > 1 else out[0], threads=threads)
+            return out[0]
     result = benchmark(run)
     assert result.shape[0] == n and bool(np.isfinite(np.asarray(result[:2])).all())
 
@@ -196,7 +201,8 @@ def _ops_tables(by: dict, stat: str) -> None:
 
 
 def _resize_table(by: dict, stat: str) -> None:
-    paths = ("resize-n64", "resize-n16", "read-only")
+    paths = [p for p in ("resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "read-only")
+             if ("resize-originals-1t", f"test_resize_originals[{p}-1]") in by]
     if ("resize-originals-1t", "test_resize_originals[rgb-1]") not in by:
         return
     print("\n| threads | RGB img/s | " + " | ".join(f"{p} img/s | ratio" for p in paths) + " |\n"
