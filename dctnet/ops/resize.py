@@ -312,14 +312,23 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
             upos[f] = nu
             ufreqs[nu] = f
             nu += 1
+    # per block row: dequantise its (nc, 64) coefficients in one contiguous sweep (vectorised),
+    # then lay each block's 8 rows out along the window's rows
     z = np.empty((8 * nr, 8 * nc), np.float32)
+    slab = np.empty(64 * nc, np.float32)
+    qtiled = np.empty(64 * nc, np.float32)
+    for j in range(nc):
+        for k in range(64):
+            qtiled[64 * j + k] = qstep[k]
     for i in range(nr):
+        src = coefs[r_lo + i, c_lo:c_hi].ravel()
+        for e in range(64 * nc):
+            slab[e] = src[e] * qtiled[e]
         for j in range(nc):
-            blk = coefs[r_lo + i, c_lo + j]
             for v in range(8):
                 row = z[8 * i + v]
                 for g in range(8):
-                    row[8 * j + g] = blk[8 * v + g] * qstep[8 * v + g]
+                    row[8 * j + g] = slab[64 * j + 8 * v + g]
     # pass 1 (columns): t[nv I + vpos[f], :] = sum_r Mv_I[f, r] z[rows of I][r, :]
     t = np.zeros((nv * ho, 8 * nc), np.float32)
     _banded_pass(z, pv, vlo, vhi, r_lo, vfreqs, nv, t, False)
@@ -327,7 +336,9 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
     # pass 2 (rows): o[nu J + upos[u], :] = sum_c Mh_J[u, c] tt[columns of J][c, :]
     o = np.zeros((nu * wo, nv * ho), np.float32)
     _banded_pass(tt, pht, hlo, hhi, c_lo, ufreqs, nu, o, True)
-    # the kept bands, normalised, in the layout's channels (up x up copies for upsampled chroma)
+    # the kept bands, normalised, in the layout's channels (up x up copies for upsampled
+    # chroma), read along the rows of o transposed (o is read across its rows otherwise)
+    ot = np.ascontiguousarray(o.T)                       # (nv ho, nu wo)
     for kk in range(bands.shape[0]):
         k = bands[kk]
         vv = vpos[k // 8]
@@ -335,12 +346,16 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
         m = means[kk]
         s = inv_stds[kk]
         for ii in range(ho):
-            for a in range(up):
-                dst = out[ch0 + kk, up * ii + a]
-                for jj in range(wo):
-                    value = (o[nu * jj + uu, nv * ii + vv] - m) * s
-                    for b in range(up):
-                        dst[up * jj + b] = value
+            src = ot[nv * ii + vv]
+            first = out[ch0 + kk, up * ii]
+            for jj in range(wo):
+                value = (src[nu * jj + uu] - m) * s
+                for b in range(up):
+                    first[up * jj + b] = value
+            for a in range(1, up):
+                copy = out[ch0 + kk, up * ii + a]
+                for e in range(up * wo):
+                    copy[e] = first[e]
 
 
 def _plane_samples(info, c: int) -> tuple[int, int]:
