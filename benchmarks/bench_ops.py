@@ -40,6 +40,7 @@ from PIL import Image
 import dctnet
 from dctnet.imaging import RGBPreprocess, decode_rgb, resize_shorter
 from dctnet.ops import DCTLayout, output_shapes, read_to_tensor, to_tensor
+from dctnet.ops.resize import axis_operator
 
 
 def _encode(pixels: np.ndarray, quality: int = 90) -> bytes:
@@ -136,7 +137,8 @@ def test_input_preparation(benchmark, corpora, path, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
-@pytest.mark.parametrize("path", ["rgb", "resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "read-only"])
+@pytest.mark.parametrize("path", ["rgb", "resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "resize-n16-uncached",
+                                  "read-only"])
 def test_resize_originals(benchmark, corpora, path, threads):
     benchmark.group = f"resize-originals-{threads}t"
     data = corpora["original"]
@@ -154,13 +156,18 @@ def test_resize_originals(benchmark, corpora, path, threads):
     else:
         # resize-n*: the ResNet DCT layout (chroma upsampled to the luma grid, 3n channels);
         # resize-lc-n*: the converted models' (efficientnet_lite0_dct: late_concat, dequantised)
-        bands = int(path.rsplit("-n", 1)[1])
+        # resize-*-uncached: every round plans its operators anew (a stream of photo sizes never
+        # seen before; 58 distinct sizes among the 100 photos)
+        uncached = path.endswith("-uncached")
+        bands = int(path.removesuffix("-uncached").rsplit("-n", 1)[1])
         layout = (DCTLayout("late_concat", bands, dequantize=True) if "-lc-" in path
                   else DCTLayout("upsampling", bands))
         out = tuple(torch.empty(s) for s in output_shapes(layout, n, 28, 28))
         read_to_tensor(data[:2], layout, size=224, resize=256, out=tuple(t[:2] for t in out))   # warm-up (numba cache)
 
         def run():
+            if uncached:
+                axis_operator.cache_clear()
             read_to_tensor(data, layout, size=224, resize=256, out=out if len(out) > 1 else out[0], threads=threads)
             return out[0]
     result = benchmark(run)
@@ -201,7 +208,7 @@ def _ops_tables(by: dict, stat: str) -> None:
 
 
 def _resize_table(by: dict, stat: str) -> None:
-    paths = [p for p in ("resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "read-only")
+    paths = [p for p in ("resize-n64", "resize-n16", "resize-lc-n64", "resize-lc-n16", "resize-n16-uncached", "read-only")
              if ("resize-originals-1t", f"test_resize_originals[{p}-1]") in by]
     if ("resize-originals-1t", "test_resize_originals[rgb-1]") not in by:
         return

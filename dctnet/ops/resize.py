@@ -30,7 +30,6 @@ The level shift (-128) passes through unchanged because every row of ``R`` sums 
 from __future__ import annotations
 
 import functools
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +69,33 @@ def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[in
     return new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
 
 
+def _bilinear_taps(in_len: int, start: float, count: int, scale: float,
+                   flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's ``BILINEAR`` taps, sparse: ``(first, weights)`` with ``first int64 (count,)``
+    the first input sample of each output pixel and ``weights float64 (count, width)`` its
+    weights on samples ``first .. first + width - 1`` (zero past its own support). Vectorised
+    form of Pillow's ``precompute_coeffs`` (see :func:`bilinear_weights`)."""
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale          # the triangle filter's support, widened when shrinking
+    center = (start + np.arange(count) + 0.5) * scale
+    xmin = np.maximum(np.floor(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.floor(center + support + 0.5), in_len).astype(np.int64)
+    outside = xmax <= xmin               # window entirely outside the image: the nearest edge sample
+    if outside.any():
+        xmin = np.where(outside, np.clip(np.floor(center), 0, in_len - 1).astype(np.int64), xmin)
+        xmax = np.where(outside, xmin + 1, xmax)
+    span = xmax - xmin
+    width = int(span.max()) if count else 1
+    x = xmin[:, None] + np.arange(width)[None, :]
+    valid = x < xmax[:, None]
+    w = np.where(valid, np.maximum(1.0 - np.abs((x - center[:, None] + 0.5) / filterscale), 0.0), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), valid / span[:, None])
+    if flip:
+        return xmin[::-1].copy(), w[::-1].copy()
+    return xmin, w
+
+
 def bilinear_weights(in_len: int, out_len: int, start: float, count: int, scale: float | None = None,
                      flip: bool = False) -> np.ndarray:
     """Pillow's ``BILINEAR`` resampling matrix for output pixels ``start .. start + count - 1``.
@@ -89,21 +115,12 @@ def bilinear_weights(in_len: int, out_len: int, start: float, count: int, scale:
         ``float64 (count, in_len)``, rows summing to one.
     """
     scale = in_len / out_len if scale is None else scale
-    filterscale = max(scale, 1.0)
-    support = 1.0 * filterscale          # the triangle filter's support, widened when shrinking
+    first, w = _bilinear_taps(in_len, start, count, scale, flip)
     out = np.zeros((count, in_len))
-    for i in range(count):
-        center = (start + i + 0.5) * scale
-        xmin = max(int(math.floor(center - support + 0.5)), 0)
-        xmax = min(int(math.floor(center + support + 0.5)), in_len)
-        if xmax <= xmin:  # window entirely outside the image: clamp to the nearest edge sample
-            xmin = min(max(int(math.floor(center)), 0), in_len - 1)
-            xmax = xmin + 1
-        x = np.arange(xmin, xmax)
-        w = np.maximum(1.0 - np.abs((x - center + 0.5) / filterscale), 0.0)
-        total = w.sum()
-        out[i, xmin:xmax] = w / total if total > 0 else 1.0 / len(w)
-    return out[::-1].copy() if flip else out
+    cols = first[:, None] + np.arange(w.shape[1])[None, :]
+    keep = cols < in_len
+    out[np.broadcast_to(np.arange(count)[:, None], cols.shape)[keep], cols[keep]] = w[keep]
+    return out
 
 
 def _block_dct(nb: int) -> np.ndarray:
@@ -113,28 +130,30 @@ def _block_dct(nb: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class AxisOperator:
-    """``M = C_out · R · C_inᵀ`` for one axis, with its band structure.
+    """``M = C_out · R · C_inᵀ`` for one axis, stored by its bands.
 
     Attributes:
-        matrix: ``float32 (8 * out_blocks, 8 * in_blocks)``; row ``8 * J + f`` is output block J's
-            frequency f, column ``8 * j + g`` input block j's frequency g.
+        packed: ``float32 (out_blocks, 8, 8 * width)``: output block J's band,
+            ``packed[J, f, 8 * (j - lo[J]) + g] = M[8 * J + f, 8 * j + g]`` (zero past
+            ``hi[J]``; ``width = max(hi - lo)``), contiguous for the kernels.
         lo, hi: ``int64 (out_blocks,)``: output block J uses input blocks ``lo[J] .. hi[J] - 1`` only.
+        in_blocks: input blocks of the axis.
     """
 
-    matrix: np.ndarray
+    packed: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    in_blocks: int
 
     @functools.cached_property
-    def packed(self) -> np.ndarray:
-        """Each output block's band, packed contiguously for the kernel's small matrix products:
-        ``float32 (out_blocks, 8, 8 * width)`` with ``packed[J, f, 8 * (j - lo[J]) + g] =
-        matrix[8 * J + f, 8 * j + g]`` (zero past ``hi[J]``; ``width = max(hi - lo)``)."""
-        width = int((self.hi - self.lo).max())
-        out = np.zeros((self.out_blocks, 8, 8 * width), np.float32)
+    def matrix(self) -> np.ndarray:
+        """The dense map, ``float32 (8 * out_blocks, 8 * in_blocks)``; row ``8 * J + f`` is output
+        block J's frequency f, column ``8 * j + g`` input block j's frequency g (references
+        and tests; the kernels use :attr:`packed`)."""
+        out = np.zeros((8 * self.out_blocks, 8 * self.in_blocks), np.float32)
         for jj in range(self.out_blocks):
             lo, hi = int(self.lo[jj]), int(self.hi[jj])
-            out[jj, :, :8 * (hi - lo)] = self.matrix[8 * jj:8 * jj + 8, 8 * lo:8 * hi]
+            out[8 * jj:8 * jj + 8, 8 * lo:8 * hi] = self.packed[jj, :, :8 * (hi - lo)]
         return out
 
     @functools.cached_property
@@ -152,17 +171,17 @@ class AxisOperator:
 
     @property
     def out_blocks(self) -> int:
-        return self.matrix.shape[0] // 8
-
-    @property
-    def in_blocks(self) -> int:
-        return self.matrix.shape[1] // 8
+        return self.packed.shape[0]
 
 
 @functools.lru_cache(maxsize=4096)
 def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: float, out_blocks: int,
                   flip: bool = False) -> AxisOperator:
     """The coefficient-domain operator of one axis (cached: batches of same-sized photos share it).
+
+    Built band by band (each output block's 8 rows of ``R`` against its own input blocks, then
+    the two 8-point DCTs), in time proportional to the output, not to the image: an uncached
+    photo size costs tens of microseconds, not a dense product over the whole axis.
 
     Args:
         in_len: the plane's samples along the axis (its real extent; the blocks beyond it are
@@ -174,15 +193,24 @@ def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: floa
         out_blocks: output blocks (the window is ``8 * out_blocks`` samples).
         flip: reverse the window (horizontal flip).
     """
-    r = bilinear_weights(in_len, 1, start, 8 * out_blocks, scale=in_len / out_len_total, flip=flip)
-    r_full = np.zeros((8 * out_blocks, 8 * in_blocks))
-    r_full[:, :in_len] = r
-    m = _block_dct(out_blocks) @ r_full @ _block_dct(in_blocks).T
-    used = np.abs(r_full).reshape(out_blocks, 8, in_blocks, 8).max(axis=(1, 3)) > 0
-    lo = np.argmax(used, axis=1)
-    hi = in_blocks - np.argmax(used[:, ::-1], axis=1)
-    # (the float64 map, cast once: its entries are used as float32 by every backend)
-    return AxisOperator(np.ascontiguousarray(m, dtype=np.float32), lo.astype(np.int64), hi.astype(np.int64))
+    first, w = _bilinear_taps(in_len, start, 8 * out_blocks, in_len / out_len_total, flip)
+    # each output pixel's first and last input sample of nonzero weight -> each output block's input blocks
+    nonzero = w != 0
+    width = w.shape[1]
+    used_first = first + np.argmax(nonzero, axis=1)
+    used_last = first + width - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    lo = used_first.reshape(out_blocks, 8).min(axis=1) // 8
+    hi = used_last.reshape(out_blocks, 8).max(axis=1) // 8 + 1
+    band = int((hi - lo).max())
+    # R per output block against its own input blocks: rb[J, a, 8 (j - lo[J]) + b]
+    rb = np.zeros((8 * out_blocks, 8 * band))
+    cols = (first - 8 * np.repeat(lo, 8))[:, None] + np.arange(width)[None, :]   # within [0, 8 band) where nonzero
+    rb[np.broadcast_to(np.arange(8 * out_blocks)[:, None], cols.shape)[nonzero], cols[nonzero]] = w[nonzero]
+    # M_J[f, (j, g)] = sum_{a, b} DCT8[f, a] R_J[a, (j, b)] DCT8[g, b]: two small products
+    # (each input block's columns, then each output block's rows)
+    packed = np.matmul(DCT8, (rb.reshape(-1, 8) @ DCT8.T).reshape(out_blocks, 8, 8 * band))
+    return AxisOperator(np.ascontiguousarray(packed, dtype=np.float32), lo.astype(np.int64), hi.astype(np.int64),
+                        int(in_blocks))
 
 
 def resize_plane_reference(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols: AxisOperator) -> np.ndarray:
