@@ -174,7 +174,7 @@ class AxisOperator:
         return self.packed.shape[0]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)        # ~30-60 kB each; planning an uncached size is cheap
 def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: float, out_blocks: int,
                   flip: bool = False) -> AxisOperator:
     """The coefficient-domain operator of one axis (cached: batches of same-sized photos share it).
