@@ -91,13 +91,23 @@ def _component_up(src, r0, c0, flip, h, w, ks, scales, means, inv_stds, out, i, 
         ch = _U(ch0 + j)
         last = c0 + w - one
         for r in range(h):
-            for x in range(w):
-                sx = last - x if flip else c0 + x
-                v = (np.float32(src[r0 + r, sx, k]) * scale - mean) * inv
-                out[i, ch, two * r, two * x] = v
-                out[i, ch, two * r, two * x + one] = v
-                out[i, ch, two * r + one, two * x] = v
-                out[i, ch, two * r + one, two * x + one] = v
+            # the even output row as value pairs, then the odd row as a contiguous copy of it
+            # (4 scattered 4-d stores per value cost 2-3x as much)
+            even = out[i, ch, two * r]
+            odd = out[i, ch, two * r + one]
+            row = src[r0 + r]
+            if flip:
+                for x in range(w):
+                    v = (np.float32(row[last - x, k]) * scale - mean) * inv
+                    even[two * x] = v
+                    even[two * x + one] = v
+            else:
+                for x in range(w):
+                    v = (np.float32(row[c0 + x, k]) * scale - mean) * inv
+                    even[two * x] = v
+                    even[two * x + one] = v
+            for e in range(two * w):
+                odd[e] = even[e]
 
 
 @njit(cache=True, nogil=True)
