@@ -26,6 +26,7 @@ from .codec import DCTImage
 from .data.datasets import imagenet_classes, load_class_list
 from .imaging import RGBPreprocess
 from .models import ModelBundle, resolve
+from .models.convert import prefer_factored
 from .pipeline import Batch, Source, source_name
 
 __all__ = ["Classifier", "Prediction", "load_labels"]
@@ -137,6 +138,10 @@ class Classifier:
             self.model = bundle.model
         else:
             net = bundle.model.eval().to(device=self.device, dtype=dtype)
+            if isinstance(model, (str, os.PathLike)):
+                # a model this Classifier built (never the caller's module, which may be trained
+                # later): converted first layers run factored where that is the same map
+                prefer_factored(net)
             self.model = torch.compile(net) if compile else net
 
     def __repr__(self) -> str:

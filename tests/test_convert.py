@@ -317,3 +317,32 @@ def test_any_first_convolution_converts_exactly(index, bands, grid):
 def test_unconvertible_geometries_raise(kernel, stride, padding):
     with pytest.raises(ValueError, match="cannot convert"):
         ConvertedFirstLayer(converted_layout(4), 8, kernel, stride, padding)
+
+
+def test_classifier_runs_converted_first_layers_factored_only_where_that_is_the_same_map():
+    """Classifier switches the converted first layer of a model it builds to the factored form
+    (cheaper on CPU) only when that gives the folded form's numbers; a caller's module is left
+    alone, and a layer whose folded weights were changed (distillation, training) keeps them."""
+    import copy
+    import dctnet
+    from dctnet.models import resolve
+    from dctnet.models.convert import prefer_factored
+
+    photos = [p.read_bytes() for p in sample_photos()[:4]]
+    clf = dctnet.Classifier("efficientnet_lite0_dct", bands=16, batch_size=4)
+    first = [m for m in clf.model.modules() if isinstance(m, ConvertedFirstLayer)]
+    assert [m.factored for m in first] == [True]
+    mine = resolve("efficientnet_lite0_dct", bands=16).model
+    folded = dctnet.Classifier(mine, batch_size=4)
+    assert not [m for m in folded.model.modules() if isinstance(m, ConvertedFirstLayer)][0].factored
+    a, errors_a, _ = clf.predict_logits(photos)
+    b, errors_b, _ = folded.predict_logits(photos)
+    assert errors_a == errors_b == [None] * 4
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+    assert (a.argmax(1) == b.argmax(1)).all()
+    trained = copy.deepcopy(first[0])
+    trained.factored = False
+    with torch.no_grad():
+        trained.conv_y.weight[:, 0] *= 1.01          # no longer the fold of its bases
+    assert not trained.factored_matches()
+    assert prefer_factored(trained) == 0 and not trained.factored

@@ -59,7 +59,7 @@ from .registry import register_model
 from .resnet import InputConfig, ResNet
 from .resnet_dct import split_late_concat  # converted models take late_concat inputs
 
-__all__ = ["ConvertedFirstLayer", "ConvertedStem", "conv_geometry", "efficientnet_lite0_dct",
+__all__ = ["ConvertedFirstLayer", "ConvertedStem", "conv_geometry", "efficientnet_lite0_dct", "prefer_factored",
            "efficientnet_lite0_dct_weights", "from_rgb", "resnet_from_rgb", "stem_macs"]
 
 def _conv1_affine(conv1: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,9 +400,28 @@ class ConvertedFirstLayer(ChromaDecoder):
         z += self.constant_map(h, w, z)
         return z + self.bias.view(1, -1, 1, 1).to(z.dtype)
 
+    @torch.no_grad()
+    def factored_matches(self, rtol: float = 1e-4) -> bool:
+        """Whether :meth:`forward_factored` still computes :meth:`forward` (the folded
+        convolutions are the fold of the bases: a conversion, a folded estimate; not after
+        ``distill`` or training), checked on a fixed random input of 4x4 blocks: max
+        difference <= ``rtol`` times the output's largest magnitude."""
+        g = torch.Generator().manual_seed(0)
+        p = next(self.parameters())
+        y = (torch.randn(1, self.ny, 4, 4, generator=g) * 100).to(p.device, p.dtype)
+        cbcr = (torch.randn(1, self.ncb + self.ncr, 2, 2, generator=g) * 50).to(p.device, p.dtype)
+        folded = self.forward_folded(y, cbcr)
+        factored = self.forward_factored(y, cbcr)
+        return bool((folded - factored).abs().max() <= rtol * folded.abs().max())
+
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
         if self.factored:
             return self.forward_factored(y, cbcr)
+        return self.forward_folded(y, cbcr)
+
+    def forward_folded(self, y: torch.Tensor, cbcr: torch.Tensor | None = None) -> torch.Tensor:
+        """The folded form: ``conv_y`` over the Y block grid, ``deconv_c`` over the chroma, the
+        border term and the constant (what :meth:`forward` runs unless ``factored``)."""
         y, cbcr = split_late_concat(y, cbcr)
         check_inputs(y, cbcr, self.ny, self.ncb + self.ncr)
         if y.shape[2] < 2 or y.shape[3] < 2:
@@ -448,6 +467,20 @@ class ConvertedStem(nn.Module):
 
     def forward(self, y, cbcr=None):
         return self.maxpool(self.relu(self.stem_conv(y, cbcr)))
+
+
+def prefer_factored(model: nn.Module) -> int:
+    """Run every :class:`ConvertedFirstLayer` of an inference model in its factored form where
+    that is still the same map (:meth:`ConvertedFirstLayer.factored_matches`): on CPU the
+    layer is 2.5-6x faster, EfficientNet-Lite0 9-13% as a whole. For models that are only
+    run, never trained (``factored`` ignores ``conv_y`` / ``deconv_c``); :class:`dctnet.Classifier`
+    applies it to the models it builds itself. Returns the number of layers switched."""
+    switched = 0
+    for m in model.modules():
+        if isinstance(m, ConvertedFirstLayer) and not m.factored and m.factored_matches():
+            m.factored = True
+            switched += 1
+    return switched
 
 
 def _converted_input_config(cfg: InputConfig, layout: DCTLayout) -> InputConfig:
