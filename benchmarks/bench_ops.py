@@ -215,6 +215,8 @@ def _resize_table(by: dict, stat: str) -> None:
     print("\n| threads | RGB img/s | " + " | ".join(f"{p} img/s | ratio" for p in paths) + " |\n"
           + "|---" * (2 + 2 * len(paths)) + "|")
     for t in (1, 2):
+        if (f"resize-originals-{t}t", f"test_resize_originals[rgb-{t}]") not in by:
+            continue
         ips = {p: by[(f"resize-originals-{t}t", f"test_resize_originals[{p}-{t}]")]["extra_info"]["items"]
                / by[(f"resize-originals-{t}t", f"test_resize_originals[{p}-{t}]")]["stats"][stat]
                for p in ("rgb", *paths)}
