@@ -193,24 +193,81 @@ def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: floa
         out_blocks: output blocks (the window is ``8 * out_blocks`` samples).
         flip: reverse the window (horizontal flip).
     """
-    first, w = _bilinear_taps(in_len, start, 8 * out_blocks, in_len / out_len_total, flip)
-    # each output pixel's first and last input sample of nonzero weight -> each output block's input blocks
-    nonzero = w != 0
-    width = w.shape[1]
-    used_first = first + np.argmax(nonzero, axis=1)
-    used_last = first + width - 1 - np.argmax(nonzero[:, ::-1], axis=1)
-    lo = used_first.reshape(out_blocks, 8).min(axis=1) // 8
-    hi = used_last.reshape(out_blocks, 8).max(axis=1) // 8 + 1
-    band = int((hi - lo).max())
-    # R per output block against its own input blocks: rb[J, a, 8 (j - lo[J]) + b]
-    rb = np.zeros((8 * out_blocks, 8 * band))
-    cols = (first - 8 * np.repeat(lo, 8))[:, None] + np.arange(width)[None, :]   # within [0, 8 band) where nonzero
-    rb[np.broadcast_to(np.arange(8 * out_blocks)[:, None], cols.shape)[nonzero], cols[nonzero]] = w[nonzero]
-    # M_J[f, (j, g)] = sum_{a, b} DCT8[f, a] R_J[a, (j, b)] DCT8[g, b]: two small products
-    # (each input block's columns, then each output block's rows)
-    packed = np.matmul(DCT8, (rb.reshape(-1, 8) @ DCT8.T).reshape(out_blocks, 8, 8 * band))
-    return AxisOperator(np.ascontiguousarray(packed, dtype=np.float32), lo.astype(np.int64), hi.astype(np.int64),
-                        int(in_blocks))
+    packed, lo, hi = _build_operator(int(in_len), float(in_len) / float(out_len_total), float(start),
+                                     int(out_blocks), bool(flip), DCT8)
+    return AxisOperator(packed, lo, hi, int(in_blocks))
+
+
+@njit(cache=True, nogil=True)
+def _build_operator(in_len, scale, start, out_blocks, flip, dct8):
+    """:func:`axis_operator`'s arrays: ``(packed float32 (out_blocks, 8, 8 band), lo, hi int64
+    (out_blocks,))``. Pillow's taps per output pixel (as :func:`_bilinear_taps`), each output
+    block's input blocks from its pixels' first and last nonzero taps, its rows of ``R``
+    against those blocks, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
+    dct8[g, b]`` in float64."""
+    count = 8 * out_blocks
+    filterscale = max(scale, 1.0)
+    support = filterscale                 # the triangle filter's support, widened when shrinking
+    width = int(2.0 * support) + 3        # taps per output pixel, an upper bound
+    w = np.zeros((count, width))
+    first = np.empty(count, np.int64)
+    used_first = np.empty(count, np.int64)
+    used_last = np.empty(count, np.int64)
+    for q in range(count):
+        i = count - 1 - q if flip else q   # a flip reverses the window's pixels
+        center = (start + i + 0.5) * scale
+        xmin = max(int(np.floor(center - support + 0.5)), 0)
+        xmax = min(int(np.floor(center + support + 0.5)), in_len)
+        if xmax <= xmin:                   # window outside the image: the nearest edge sample
+            xmin = min(max(int(np.floor(center)), 0), in_len - 1)
+            xmax = xmin + 1
+        total = 0.0
+        for x in range(xmin, xmax):
+            v = max(1.0 - abs((x - center + 0.5) / filterscale), 0.0)
+            w[q, x - xmin] = v
+            total += v
+        for x in range(xmax - xmin):
+            w[q, x] = w[q, x] / total if total > 0 else 1.0 / (xmax - xmin)
+        first[q] = xmin
+        a = 0
+        while w[q, a] == 0.0:
+            a += 1
+        b = xmax - xmin - 1
+        while w[q, b] == 0.0:
+            b -= 1
+        used_first[q] = xmin + a
+        used_last[q] = xmin + b
+    lo = np.empty(out_blocks, np.int64)
+    hi = np.empty(out_blocks, np.int64)
+    band = 1
+    for jj in range(out_blocks):
+        lo[jj] = used_first[8 * jj:8 * jj + 8].min() // 8
+        hi[jj] = used_last[8 * jj:8 * jj + 8].max() // 8 + 1
+        band = max(band, hi[jj] - lo[jj])
+    packed = np.zeros((out_blocks, 8, 8 * band), np.float32)
+    rows = np.zeros((8, 8 * band))
+    cols = np.zeros((8, 8 * band))
+    for jj in range(out_blocks):
+        rows[:, :] = 0.0
+        for a in range(8):
+            q = 8 * jj + a
+            for x in range(used_first[q], used_last[q] + 1):
+                rows[a, x - 8 * lo[jj]] = w[q, x - first[q]]
+        # each input block's columns through the DCT, then the output block's rows
+        for a in range(8):
+            for blk in range(band):
+                for g in range(8):
+                    acc = 0.0
+                    for b in range(8):
+                        acc += rows[a, 8 * blk + b] * dct8[g, b]
+                    cols[a, 8 * blk + g] = acc
+        for f in range(8):
+            for c in range(8 * band):
+                acc = 0.0
+                for a in range(8):
+                    acc += dct8[f, a] * cols[a, c]
+                packed[jj, f, c] = acc
+    return packed, lo, hi
 
 
 def resize_plane_reference(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols: AxisOperator) -> np.ndarray:
