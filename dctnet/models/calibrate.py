@@ -453,6 +453,142 @@ def distill(student: nn.Module, teacher: nn.Module, inputs: Inputs, bands: int, 
     return losses
 
 
+# --- knowledge distillation of the whole network -------------------------------------------------
+
+#: ``"kd"`` step: re-encodings of every calibration photo (None = the file as it is) the batches
+#: draw from; shorter sides of the ``"random"`` crops; the share of torchvision
+#: RandomResizedCrop batches (area 8-100 %, aspect 3/4-4/3).
+KD_QFS = (None, 95, 90, 80, 70, 60, 50)
+KD_RESIZES = (224, 240, 256, 272, 288, 320)
+KD_RRC = 0.5
+
+
+def kd_sources(images: Iterable, *, qfs: Sequence[int | None] = KD_QFS, progress: bool = False) -> list[bytes]:
+    """JPEG bytes the ``"kd"`` step draws its batches from: every image (path or bytes) as it
+    is (``qf=None``) and re-encoded from its pixels at each other ``qfs`` entry (4:2:0).
+    ``len(images) * len(qfs)`` entries, image-major."""
+    out: list[bytes] = []
+    for i, src in enumerate(tqdm(list(images), desc="re-encoding", unit="img", disable=not progress)):
+        name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<bytes #{i}>"
+        data, _ = read_bytes(src, name)
+        pixels = None
+        for qf in qfs:
+            if qf is None:
+                out.append(bytes(data))
+                continue
+            if pixels is None:
+                pixels = decode_rgb(data, name=name)
+            out.append(encode_jpeg(pixels, int(qf)))
+    if not out:
+        raise ValueError("no calibration images")
+    return out
+
+
+def kd_batch(sources: Sequence[bytes], batch_size: int, generator: torch.Generator, *, size: int = 224,
+             resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC, threads: int | None = None) -> Inputs:
+    """One augmented full-band batch, drawn afresh: ``batch_size`` entries of ``sources`` (with
+    replacement), then with probability ``rrc`` torchvision's RandomResizedCrop to ``size``,
+    else the shorter side resized to one of ``resizes`` and a random ``size`` crop; random
+    horizontal flips. All in the DCT domain (:func:`~dctnet.ops.read_to_tensor`), all draws from
+    ``generator``.
+
+    Returns:
+        ``(y, cbcr)``: float32 ``(batch_size, 64, size/8, size/8)``, ``(batch_size, 128,
+        size/16, size/16)`` (:func:`converted_layout` ``(64)``).
+    """
+    idx = torch.randint(len(sources), (batch_size,), generator=generator).tolist()
+    batch = [sources[i] for i in idx]
+    if float(torch.rand(1, generator=generator)) < rrc:
+        crop, resize = "random-resized", None
+    else:
+        crop, resize = "random", int(resizes[int(torch.randint(len(resizes), (1,), generator=generator))])
+    return read_to_tensor(batch, converted_layout(64), size=size, resize=resize, crop=crop, flip="random",
+                          generator=generator, threads=threads)
+
+
+def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(softmax(t / T) || softmax(s / T))``, mean over the batch (float32 scalar)."""
+    t = float(temperature)
+    return torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, 1), torch.log_softmax(teacher_logits / t, 1),
+                                      log_target=True, reduction="batchmean") * (t * t)
+
+
+def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[bytes], bands: int, *,
+                      iterations: int = 300, batch_size: int = 16, lr: float = 5e-5, temperature: float = 1.0,
+                      warmup: float = 0.05, resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC,
+                      train_first_layer: bool = False, seed: int = 0, threads: int | None = None,
+                      progress: bool = False, monitor=None, monitor_every: int = 0) -> list[float]:
+    """Distil the full-band ``teacher``'s class distribution into the n-band ``student``: the
+    whole network but its first layer, on unlabelled, freshly augmented batches.
+
+    Every iteration draws a new batch (:func:`kd_batch`: a random re-encoding of a random
+    photo, a random(-resized) crop, a random flip), runs the teacher on all 64 bands and the
+    student on the first ``bands``, and takes an Adam step on :func:`kd_divergence` (KL of
+    the student's distribution from the teacher's, ``temperature``); learning rate ``lr``
+    with a linear warm-up over ``warmup`` of the iterations, then a cosine decay to 0.
+    BatchNorm stays in eval mode (statistics fixed: run ``bn-delta`` before), dropout and
+    drop-connect off. The first layer (the folded estimate) is frozen unless
+    ``train_first_layer``, so its factored form stays valid; both first layers run factored
+    here (the same map, cheaper).
+
+    Args:
+        student: the n-band model (trained in place); teacher: the full-band model (unchanged).
+        sources: JPEG bytes (:func:`kd_sources`).
+        monitor: optional ``callable(iteration) -> dict`` run every ``monitor_every``
+            iterations and at the end (e.g. the KL on held-back inputs); its results are
+            printed with the progress bar.
+
+    Returns:
+        The loss per iteration (float list, ``iterations`` entries).
+    """
+    if iterations < 1 or batch_size < 1:
+        raise ValueError(f"iterations and batch_size must be >= 1, got {iterations}, {batch_size}")
+    teacher.eval()
+    student.eval()
+    t_first, s_first = _first_layer(teacher), _first_layer(student)
+    params = [p for name, p in student.named_parameters()
+              if train_first_layer or not name.startswith("stem_conv.")]
+    opt = torch.optim.Adam(params, lr=lr)
+    ramp = max(1, int(round(warmup * iterations)))
+
+    def factor(i: int) -> float:
+        if i < ramp:
+            return (i + 1) / ramp
+        return 0.5 * (1.0 + float(np.cos(np.pi * (i - ramp) / max(1, iterations - ramp))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    gen = torch.Generator().manual_seed(seed)
+    frozen = {name: p.requires_grad for name, p in student.named_parameters()}
+    for name, p in student.named_parameters():
+        p.requires_grad_(train_first_layer or not name.startswith("stem_conv."))
+    losses: list[float] = []
+    bar = tqdm(range(iterations), desc="distilling (kd)", unit="it", disable=not progress)
+    layers = (t_first,) if train_first_layer else (t_first, s_first)
+    try:
+        with factored_first_layers(*layers):
+            for i in bar:
+                batch = kd_batch(sources, batch_size, gen, resizes=resizes, rrc=rrc, threads=threads)
+                with torch.no_grad():
+                    want = teacher(*batch)
+                loss = kd_divergence(student(*_select(batch, bands)), want, temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                if monitor is not None and monitor_every and (i + 1) % monitor_every == 0 and i + 1 < iterations:
+                    bar.write(f"kd {i + 1}/{iterations}: loss {np.mean(losses[-monitor_every:]):.4f} "
+                              f"{monitor(i + 1)}")
+            if monitor is not None:
+                bar.write(f"kd {iterations}/{iterations}: loss {np.mean(losses[-max(1, monitor_every):]):.4f} "
+                          f"{monitor(iterations)}")
+    finally:
+        for name, p in student.named_parameters():
+            p.requires_grad_(frozen[name])
+        student.eval()
+    return losses
+
+
 # --- the whole procedure -------------------------------------------------------------------------
 
 def _full_model(bundle_or_name) -> nn.Module:
