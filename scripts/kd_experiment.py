@@ -41,7 +41,7 @@ def settings_inputs(files, qfs=(None, 90, 70, 50)):
 @torch.no_grad()
 def agreement(student, teacher, inputs, n):
     kls, agree = [], []
-    with factored_first_layers(student.stem_conv, teacher.stem_conv):
+    with factored_first_layers(*((teacher.stem_conv,) if getattr(student, "_first_trained", False) else (student.stem_conv, teacher.stem_conv))):
         for name, batch in inputs.items():
             t = teacher(*batch)
             s = student(*_select(batch, n))
@@ -61,7 +61,8 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--rrc", type=float, default=0.5)
-    ap.add_argument("--train-first-layer", action="store_true")
+    ap.add_argument("--train", default="all")
+    ap.add_argument("--mixup", type=float, default=0.0)
     ap.add_argument("--monitor-every", type=int, default=50)
     ap.add_argument("--report-heldout", action="store_true")
     ap.add_argument("--json")
@@ -81,8 +82,9 @@ def main():
         print("held-back before kd:", res["before"], flush=True)
     t0 = time.time()
     sources = kd_sources(train)
+    student._first_trained = a.train in ("first", "everything")
     losses = knowledge_distill(student, full, sources, a.bands, iterations=a.iterations, batch_size=a.batch_size,
-                               lr=a.lr, temperature=a.temperature, rrc=a.rrc, train_first_layer=a.train_first_layer,
+                               lr=a.lr, temperature=a.temperature, rrc=a.rrc, train=a.train, mixup=a.mixup,
                                threads=1, progress=False,
                                monitor=(lambda i: agreement(student, full, back_in, a.bands)) if back_in else None,
                                monitor_every=a.monitor_every)
@@ -96,7 +98,7 @@ def main():
         index = imagenet_classes().index
         labels = torch.tensor([index[synset_of_path(f)] for f in held])
         res["heldout_top1"] = {}
-        with torch.no_grad(), factored_first_layers(student.stem_conv, full.stem_conv):
+        with torch.no_grad(), factored_first_layers(*((full.stem_conv,) if student._first_trained else (student.stem_conv, full.stem_conv))):
             for name, batch in settings_inputs(held, (None, 90, 70, 50, 30, 10)).items():
                 s = student(*_select(batch, a.bands)).argmax(1)
                 t = full(*batch).argmax(1)
