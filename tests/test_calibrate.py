@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,7 +286,7 @@ def test_kd_batch_draws_fresh_augmented_full_band_inputs():
 
     photos = [str(p) for p in sample_photos()[:2]]
     sources = kd_sources(photos, qfs=(None, 50))
-    assert len(sources) == 4 and sources[0] == open(photos[0], "rb").read() and sources[1] != sources[0]
+    assert len(sources) == 4 and sources[0] == Path(photos[0]).read_bytes() and sources[1] != sources[0]
     gen = torch.Generator().manual_seed(0)
     a = kd_batch(sources, 3, gen, threads=1)
     b = kd_batch(sources, 3, gen, threads=1)

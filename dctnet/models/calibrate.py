@@ -549,9 +549,9 @@ def _kd_parameters(model: nn.Module, train: str) -> set[str]:
 
 
 def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[bytes], bands: int, *,
-                      iterations: int = 300, batch_size: int = 16, lr: float = 5e-5, temperature: float = 1.0,
+                      iterations: int = 200, batch_size: int = 16, lr: float = 5e-6, temperature: float = 1.0,
                       warmup: float = 0.05, resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC,
-                      train: str = "all", mixup: float = 0.0, seed: int = 0, threads: int | None = None,
+                      train: str = "all", mixup: float = 1.0, seed: int = 0, threads: int | None = None,
                       progress: bool = False, monitor=None, monitor_every: int = 0) -> list[float]:
     """Distil the full-band ``teacher``'s class distribution into the n-band ``student``: the
     whole network but its first layer, on unlabelled, freshly augmented batches.
