@@ -37,6 +37,16 @@ never saw. :func:`calibrate` repairs that from unlabelled images, in steps:
     50 photos, ``"bn"`` costs the full-band model 4 points top-1; ``"bn-delta"`` is the
     identity at 64 bands).
 
+``"kd"`` (after ``"bn-delta"``; minutes)
+    Knowledge distillation of the whole network but its first layer from the full-band model
+    (:func:`knowledge_distill`): every iteration a fresh batch of unlabelled inputs (a random
+    re-encoding of a calibration photo, :data:`KD_QFS`; a random crop of a random resize or
+    a RandomResizedCrop, in the DCT domain; a random flip; mixup), the full-band teacher on
+    all 64 bands, the student on n, Adam on the KL divergence of the student's class
+    distribution from the teacher's, BatchNorm statistics fixed. The first layer stays the
+    folded estimate; the other weights change (same shapes: inference costs what the n-band
+    model costs).
+
 The result is an ordinary n-band model of the same registry name (``model_name``,
 ``model_kwargs`` with ``bands=n``, ``layout``) plus ``calibration`` (what was done, for the
 checkpoint's ``extra``): :func:`save_calibrated` writes a dctnet checkpoint that
