@@ -618,7 +618,8 @@ def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[
     bar = tqdm(range(iterations), desc="distilling (kd)", unit="it", disable=not progress)
     layers = (t_first,) if train_first_layer else (t_first, s_first)
     try:
-        with factored_first_layers(*layers):
+        # (enable_grad: callers such as the held-out table run under torch.no_grad)
+        with factored_first_layers(*layers), torch.enable_grad():
             for i in bar:
                 batch = kd_batch(sources, batch_size, gen, resizes=resizes, rrc=rrc, threads=threads)
                 if mixup > 0:
