@@ -297,24 +297,28 @@ def test_kd_batch_draws_fresh_augmented_full_band_inputs():
 
 
 def test_kd_lowers_the_divergence_on_held_back_photos(pretrained_full, tmp_path):
-    """The kd step, trained on 4 photos, brings the n-band model's class distribution closer to
-    the full-band model's on 2 other photos (centre crops, original and QF 50); it leaves the
-    first layer (the folded estimate) alone, and its checkpoint loads back in the Classifier."""
+    """The kd step (default augmentation, mixup included), trained on 8 photos, brings the
+    n-band model's class distribution closer to the full-band model's on 4 other photos
+    (centre crops, original and QF 50); it leaves the first layer (the folded estimate) alone,
+    and its checkpoint loads back in the Classifier."""
     from dctnet.models.calibrate import _select, kd_divergence
 
     photos = [str(p) for p in sample_photos()]
-    train, back = photos[:4], photos[4:6]
+    train, back = photos[:8], photos[8:12]
     inputs = calibration_set(back, qfs=(None, 50), resizes=(256,), flips=(False,), threads=1)
-    opts = {"iterations": 24, "batch_size": 4, "lr": 1e-5, "threads": 1}
-    base = calibrate(pretrained_full, 8, train, steps=("lsq",), progress=False, threads=1)
-    model = calibrate(pretrained_full, 8, train, steps=("lsq", "kd"), progress=False, threads=1, kd_options=opts)
+    opts = {"iterations": 30, "batch_size": 8, "threads": 1}
+    cal = calibration_set(train, qfs=(None, 50), resizes=(256,), flips=(False, True), threads=1)
+    base = calibrate(pretrained_full, 8, cal, steps=("lsq", "bn-delta"), progress=False, threads=1)
+    model = calibrate(pretrained_full, 8, cal, steps=("lsq", "bn-delta", "kd"), progress=False, threads=1,
+                      kd_images=train, kd_options=opts)
     with torch.no_grad():
         want = pretrained_full(*inputs)
         before = float(kd_divergence(base(*_select(inputs, 8)), want))
         after = float(kd_divergence(model(*_select(inputs, 8)), want))
+    print(f"KL to the full-band model on held-back photos: {before:.3f} -> {after:.3f}")
     assert after < 0.9 * before, (before, after)
     info = model.calibration
-    assert info["steps"] == ["lsq", "kd"] and info["kd"]["iterations"] == 24 and info["kd"]["images"] == 4
+    assert info["steps"] == ["lsq", "bn-delta", "kd"] and info["kd"]["iterations"] == 30 and info["kd"]["images"] == 8
     for k, v in base.state_dict().items():
         if k.startswith("stem_conv."):
             assert torch.equal(model.state_dict()[k], v), k                # the fold is untouched
