@@ -7,7 +7,10 @@ distribution from the full-band teacher's (and their top-1 agreement) on the hel
 (held-out top-1 of the final model, for the write-up only, not for choices).
 
     OMP_NUM_THREADS=1 python scripts/kd_experiment.py /work/shared/data/imagenet-sample --bands 16 \
-        --iterations 300 --lr 5e-5 [--swap] [--holdback 10]
+        --iterations 200 --lr 5e-6 --mixup 1.0 [--train all|bn|blocks:k|first] [--swap] [--holdback 10]
+
+The README's kd tuning table lists the runs (n = 16: lr 5e-5 / 2e-6 / 5e-6, train=bn at 1e-3,
+mixup; n = 8: the default).
 """
 
 from __future__ import annotations
