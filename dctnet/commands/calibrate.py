@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "augmentations: minutes); default lsq,bn-delta")
     p.add_argument("--kd-iterations", type=int, default=None, metavar="N",
                    help="kd step: training iterations (default 200, batches of 16)")
-    p.add_argument("--kd-lr", type=float, default=None, metavar="LR", help="kd step: peak Adam learning rate (default 5e-6)")
+    p.add_argument("--kd-lr", type=float, default=None, metavar="LR",
+                   help="kd step: peak Adam learning rate (default 5e-6)")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="reader threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

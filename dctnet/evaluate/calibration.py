@@ -113,9 +113,12 @@ def calibration_table(model: str, files: Sequence[str], *, bands: Sequence[int] 
         options = dict(calibrate_options or {})
         if "kd" in variant_steps(variant):
             options.setdefault("kd_images", calib)       # kd reads fresh augmentations of the JPEGs
-        net = calibrate(full, n, cal, steps=variant_steps(variant), progress=progress and "kd" in variant_steps(variant),
+        net = calibrate(full, n, cal, steps=variant_steps(variant),
+                        progress=progress and "kd" in variant_steps(variant),
                         batch_size=batch_size, reference_stats=reference, threads=threads, **options)
-        trained_first = "distill" in variant_steps(variant) or (options.get("kd_options") or {}).get("train", "all") in ("first", "everything")
+        kd_train = (options.get("kd_options") or {}).get("train", "all")
+        trained_first = "distill" in variant_steps(variant) or ("kd" in variant_steps(variant)
+                                                                and kd_train in ("first", "everything"))
         if not trained_first:                            # factored: the same map, cheaper on CPU
             net.stem_conv.factored = True
         for setting, (y, c) in full_in.items():

@@ -521,7 +521,8 @@ def kd_batch(sources: Sequence[bytes], batch_size: int, generator: torch.Generat
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``T^2 * KL(softmax(t / T) || softmax(s / T))``, mean over the batch (float32 scalar)."""
     t = float(temperature)
-    return torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, 1), torch.log_softmax(teacher_logits / t, 1),
+    return torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, 1),
+                                      torch.log_softmax(teacher_logits / t, 1),
                                       log_target=True, reduction="batchmean") * (t * t)
 
 
@@ -567,7 +568,7 @@ def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[
     whole network but its first layer, on unlabelled, freshly augmented batches.
 
     Every iteration draws a new batch (:func:`kd_batch`: a random re-encoding of a random
-    photo, a random(-resized) crop, a random flip), runs the teacher on all 64 bands and the
+    photo, a random(-resized) crop, a random flip; then ``mixup``), runs the teacher on all 64 bands and the
     student on the first ``bands``, and takes an Adam step on :func:`kd_divergence` (KL of
     the student's distribution from the teacher's, ``temperature``); learning rate ``lr``
     with a linear warm-up over ``warmup`` of the iterations, then a cosine decay to 0.
