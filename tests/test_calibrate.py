@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,7 @@ from dctnet.classify import Classifier
 from dctnet.cli import main
 from dctnet.models import create_model, load_checkpoint, resolve
 from dctnet.models.calibrate import (WIENER_RHO, ar1_block_covariance, block_gram, bn_statistics, calibrate, calibration_set, fold_estimate,
-                                     lsq_estimate, reestimate_bn)
+                                     lsq_estimate, reestimate_bn, save_calibrated)
 
 
 def _synthetic(batch=3, h=4, w=4, seed=0):
@@ -270,3 +273,84 @@ def test_factored_first_layer_equals_the_folded_one(random_full, steps):
     scale = folded.abs().max()
     assert (factored - folded).abs().max() <= 2e-5 * scale
     torch.testing.assert_close(logits, want_logits, rtol=1e-4, atol=1e-4 * want_logits.abs().max().item())
+
+
+@pytest.fixture(scope="module")
+def pretrained_full():
+    """The pretrained converted EfficientNet-Lite0 on all 64 bands."""
+    return resolve("efficientnet_lite0_dct", bands=64).model.eval()
+
+
+def test_kd_batch_draws_fresh_augmented_full_band_inputs():
+    from dctnet.models.calibrate import kd_batch, kd_sources
+
+    photos = [str(p) for p in sample_photos()[:2]]
+    sources = kd_sources(photos, qfs=(None, 50))
+    assert len(sources) == 4 and sources[0] == Path(photos[0]).read_bytes() and sources[1] != sources[0]
+    gen = torch.Generator().manual_seed(0)
+    a = kd_batch(sources, 3, gen, threads=1)
+    b = kd_batch(sources, 3, gen, threads=1)
+    assert a[0].shape == (3, 64, 28, 28) and a[1].shape == (3, 128, 14, 14) and a[0].dtype == torch.float32
+    assert not torch.equal(a[0], b[0])                                     # a new draw every batch
+    again = kd_batch(sources, 3, torch.Generator().manual_seed(0), threads=1)
+    assert torch.equal(again[0], a[0])                                     # reproducible from the seed
+
+
+def test_kd_lowers_the_divergence_on_held_back_photos(pretrained_full, tmp_path):
+    """The kd step (default augmentation, mixup included), trained on 8 photos, brings the
+    n-band model's class distribution closer to the full-band model's on 4 other photos
+    (centre crops, original and QF 50); it leaves the first layer (the folded estimate) alone,
+    and its checkpoint loads back in the Classifier."""
+    from dctnet.models.calibrate import _select, kd_divergence
+
+    photos = [str(p) for p in sample_photos()]
+    train, back = photos[:8], photos[8:12]
+    inputs = calibration_set(back, qfs=(None, 50), resizes=(256,), flips=(False,), threads=1)
+    opts = {"iterations": 30, "batch_size": 8, "threads": 1}
+    cal = calibration_set(train, qfs=(None, 50), resizes=(256,), flips=(False, True), threads=1)
+    base = calibrate(pretrained_full, 8, cal, steps=("lsq", "bn-delta"), progress=False, threads=1)
+    model = calibrate(pretrained_full, 8, cal, steps=("lsq", "bn-delta", "kd"), progress=False, threads=1,
+                      kd_images=train, kd_options=opts)
+    with torch.no_grad():
+        want = pretrained_full(*inputs)
+        before = float(kd_divergence(base(*_select(inputs, 8)), want))
+        after = float(kd_divergence(model(*_select(inputs, 8)), want))
+    print(f"KL to the full-band model on held-back photos: {before:.3f} -> {after:.3f}")
+    assert after < 0.9 * before, (before, after)
+    info = model.calibration
+    assert info["steps"] == ["lsq", "bn-delta", "kd"] and info["kd"]["iterations"] == 30 and info["kd"]["images"] == 8
+    for k, v in base.state_dict().items():
+        if k.startswith("stem_conv."):
+            assert torch.equal(model.state_dict()[k], v), k                # the fold is untouched
+    assert not torch.equal(model.state_dict()["_fc.weight"], base.state_dict()["_fc.weight"])
+    assert all(p.requires_grad for p in model.parameters()) and not model.training
+    path = tmp_path / "kd.pt"
+    save_calibrated(path, model)
+    clf = Classifier("efficientnet_lite0_dct", weights=str(path), threads=1)
+    assert clf.layout.channels_per_component == (8, 8, 8)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(clf.model.state_dict()[k], v)
+    with torch.no_grad():
+        torch.testing.assert_close(clf.model(*_select(inputs, 8)), model(*_select(inputs, 8)))
+    assert load_checkpoint(path).extra["calibration"]["kd"]["loss_last"] == info["kd"]["loss_last"]
+
+
+def test_kd_trains_only_the_chosen_parameters(random_full):
+    from dctnet.models.calibrate import kd_sources, knowledge_distill
+
+    photos = [str(p) for p in sample_photos()[:2]]
+    y, cbcr = _synthetic(batch=2, h=3, w=3, seed=4)
+    base = calibrate(random_full, 8, (y, cbcr), steps=("lsq",), progress=False)
+    model = copy.deepcopy(base)
+    with torch.no_grad():                                   # as the held-out table calls it
+        losses = knowledge_distill(model, random_full, kd_sources(photos, qfs=(None,)), 8, iterations=2,
+                                   batch_size=2, lr=1e-2, train="bn", threads=1)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(base.state_dict()[k], v)}
+    bn_affine = {f"{name}.{w}" for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)
+                 for w in ("weight", "bias")}
+    assert changed and changed <= bn_affine, changed - bn_affine       # running statistics too stay (eval mode)
+    with pytest.raises(ValueError, match="train must be"):
+        knowledge_distill(model, random_full, kd_sources(photos, qfs=(None,)), 8, iterations=1, train="magic")
+    with pytest.raises(ValueError, match="kd_images"):
+        calibrate(random_full, 8, (y, cbcr), steps=("kd",), progress=False)

@@ -59,8 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="lsq (least-squares fill of the dropped bands, folded into the first layer) or wiener "
                         "(the same from a photo-independent prior), "
                         "stem (re-fit the first layer's folded BatchNorm), distill, bn (BatchNorm statistics "
-                        "of the calibration images), bn-delta (only their change from the full-band model's); "
-                        "default lsq,bn-delta")
+                        "of the calibration images), bn-delta (only their change from the full-band model's), "
+                        "kd (distil the full-band model's class distribution into the n-band one on fresh "
+                        "augmentations: minutes); default lsq,bn-delta")
+    p.add_argument("--kd-iterations", type=int, default=None, metavar="N",
+                   help="kd step: training iterations (default 200, batches of 16)")
+    p.add_argument("--kd-lr", type=float, default=None, metavar="LR",
+                   help="kd step: peak Adam learning rate (default 5e-6)")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="reader threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -74,6 +79,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--settings", type=_settings, default=[None, 90, 70, 50, 30, 10], metavar="S,S",
                    help="held-out settings: original and/or qualities (default original,90,70,50,30,10)")
     g.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+
+
+def _kd_options(args: argparse.Namespace) -> dict:
+    """``--kd-iterations`` / ``--kd-lr`` as :func:`~dctnet.models.calibrate.knowledge_distill` keywords."""
+    out = {}
+    if args.kd_iterations is not None:
+        if args.kd_iterations < 1:
+            raise ValueError(f"--kd-iterations must be >= 1, got {args.kd_iterations}")
+        out["iterations"] = args.kd_iterations
+    if args.kd_lr is not None:
+        if not args.kd_lr > 0:
+            raise ValueError(f"--kd-lr must be > 0, got {args.kd_lr}")
+        out["lr"] = args.kd_lr
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                          "(efficientnet_lite0_dct, or a checkpoint written by `dctnet convert`)")
     t0 = time.time()
     model = calibrate(bundle, bands, files, steps=steps, progress=not args.quiet,
-                      batch_size=args.batch_size, threads=args.threads)
+                      batch_size=args.batch_size, threads=args.threads, kd_options=_kd_options(args))
     save_calibrated(args.out, model, extra={"calibration_files": len(files)})
     info = model.calibration
     print(f"wrote {args.out}: {model.model_name}(bands={bands}), steps {','.join(info['steps']) or 'none'}, "
@@ -131,7 +150,8 @@ def _heldout(args: argparse.Namespace, files: list[str]) -> int:
 
     rows = calibration_table(args.model, files, bands=args.bands, variants=variants, qfs=args.settings,
                              swap=args.swap, threads=args.threads, batch_size=args.batch_size,
-                             progress=not args.quiet, on_row=None if args.quiet else show)
+                             progress=not args.quiet, on_row=None if args.quiet else show,
+                             calibrate_options={"kd_options": _kd_options(args)})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

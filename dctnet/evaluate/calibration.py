@@ -110,9 +110,16 @@ def calibration_table(model: str, files: Sequence[str], *, bands: Sequence[int] 
     jobs = [(int(n), v) for n in bands for v in (("plain",) if int(n) == 64 else variants)]
     for n, variant in tqdm(jobs, desc="calibrated models", unit="model", disable=not progress):
         t0 = time.time()
-        net = calibrate(full, n, cal, steps=variant_steps(variant), progress=False, batch_size=batch_size,
-                        reference_stats=reference, **(calibrate_options or {}))
-        if "distill" not in variant_steps(variant):      # factored: the same map, cheaper on CPU
+        options = dict(calibrate_options or {})
+        if "kd" in variant_steps(variant):
+            options.setdefault("kd_images", calib)       # kd reads fresh augmentations of the JPEGs
+        net = calibrate(full, n, cal, steps=variant_steps(variant),
+                        progress=progress and "kd" in variant_steps(variant),
+                        batch_size=batch_size, reference_stats=reference, threads=threads, **options)
+        kd_train = (options.get("kd_options") or {}).get("train", "all")
+        trained_first = "distill" in variant_steps(variant) or ("kd" in variant_steps(variant)
+                                                                and kd_train in ("first", "everything"))
+        if not trained_first:                            # factored: the same map, cheaper on CPU
             net.stem_conv.factored = True
         for setting, (y, c) in full_in.items():
             logits = torch.cat([net(y[i:i + batch_size, :n],

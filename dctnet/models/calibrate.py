@@ -37,6 +37,16 @@ never saw. :func:`calibrate` repairs that from unlabelled images, in steps:
     50 photos, ``"bn"`` costs the full-band model 4 points top-1; ``"bn-delta"`` is the
     identity at 64 bands).
 
+``"kd"`` (after ``"bn-delta"``; minutes)
+    Knowledge distillation of the whole network but its first layer from the full-band model
+    (:func:`knowledge_distill`): every iteration a fresh batch of unlabelled inputs (a random
+    re-encoding of a calibration photo, :data:`KD_QFS`; a random crop of a random resize or
+    a RandomResizedCrop, in the DCT domain; a random flip; mixup), the full-band teacher on
+    all 64 bands, the student on n, Adam on the KL divergence of the student's class
+    distribution from the teacher's, BatchNorm statistics fixed. The first layer stays the
+    folded estimate; the other weights change (same shapes: inference costs what the n-band
+    model costs).
+
 The result is an ordinary n-band model of the same registry name (``model_name``,
 ``model_kwargs`` with ``bands=n``, ``layout``) plus ``calibration`` (what was done, for the
 checkpoint's ``extra``): :func:`save_calibrated` writes a dctnet checkpoint that
@@ -49,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import time
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -66,10 +77,11 @@ from .resolve import create_model, resolve
 
 __all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram",
            "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate", "bn_statistics",
-           "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem"]
+           "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem", "KD_QFS", "KD_RESIZES", "KD_RRC",
+           "kd_batch", "kd_divergence", "kd_sources", "knowledge_distill"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
-STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta")
+STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta", "kd")
 
 #: Pixel correlation of the ``"wiener"`` step's prior per component (Y, Cb, Cr): the
 #: classic separable first-order Markov model of natural images (chroma smoother).
@@ -453,6 +465,187 @@ def distill(student: nn.Module, teacher: nn.Module, inputs: Inputs, bands: int, 
     return losses
 
 
+# --- knowledge distillation of the whole network -------------------------------------------------
+
+#: ``"kd"`` step: re-encodings of every calibration photo (None = the file as it is) the batches
+#: draw from; shorter sides of the ``"random"`` crops; the share of torchvision
+#: RandomResizedCrop batches (area 8-100 %, aspect 3/4-4/3).
+KD_QFS = (None, 95, 90, 80, 70, 60, 50)
+KD_RESIZES = (224, 240, 256, 272, 288, 320)
+KD_RRC = 0.5
+
+
+def kd_sources(images: Iterable, *, qfs: Sequence[int | None] = KD_QFS, progress: bool = False) -> list[bytes]:
+    """JPEG bytes the ``"kd"`` step draws its batches from: every image (path or bytes) as it
+    is (``qf=None``) and re-encoded from its pixels at each other ``qfs`` entry (4:2:0).
+    ``len(images) * len(qfs)`` entries, image-major."""
+    out: list[bytes] = []
+    for i, src in enumerate(tqdm(list(images), desc="re-encoding", unit="img", disable=not progress)):
+        name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<bytes #{i}>"
+        data, _ = read_bytes(src, name)
+        pixels = None
+        for qf in qfs:
+            if qf is None:
+                out.append(bytes(data))
+                continue
+            if pixels is None:
+                pixels = decode_rgb(data, name=name)
+            out.append(encode_jpeg(pixels, int(qf)))
+    if not out:
+        raise ValueError("no calibration images")
+    return out
+
+
+def kd_batch(sources: Sequence[bytes], batch_size: int, generator: torch.Generator, *, size: int = 224,
+             resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC, threads: int | None = None) -> Inputs:
+    """One augmented full-band batch, drawn afresh: ``batch_size`` entries of ``sources`` (with
+    replacement), then with probability ``rrc`` torchvision's RandomResizedCrop to ``size``,
+    else the shorter side resized to one of ``resizes`` and a random ``size`` crop; random
+    horizontal flips. All in the DCT domain (:func:`~dctnet.ops.read_to_tensor`), all draws from
+    ``generator``.
+
+    Returns:
+        ``(y, cbcr)``: float32 ``(batch_size, 64, size/8, size/8)``, ``(batch_size, 128,
+        size/16, size/16)`` (:func:`converted_layout` ``(64)``).
+    """
+    idx = torch.randint(len(sources), (batch_size,), generator=generator).tolist()
+    batch = [sources[i] for i in idx]
+    if float(torch.rand(1, generator=generator)) < rrc:
+        crop, resize = "random-resized", None
+    else:
+        crop, resize = "random", int(resizes[int(torch.randint(len(resizes), (1,), generator=generator))])
+    return read_to_tensor(batch, converted_layout(64), size=size, resize=resize, crop=crop, flip="random",
+                          generator=generator, threads=threads)
+
+
+def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(softmax(t / T) || softmax(s / T))``, mean over the batch (float32 scalar)."""
+    t = float(temperature)
+    return torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, 1),
+                                      torch.log_softmax(teacher_logits / t, 1),
+                                      log_target=True, reduction="batchmean") * (t * t)
+
+
+def _mix(batch: Inputs, alpha: float, generator: torch.Generator) -> Inputs:
+    """Mixup of a ``(y, cbcr)`` batch with a permutation of itself (one Beta(alpha, alpha)
+    weight per image)."""
+    b = batch[0].shape[0]
+    perm = torch.randperm(b, generator=generator)
+    lam = torch.tensor(np.random.default_rng(int(torch.randint(2 ** 31, (1,), generator=generator))).beta(
+        alpha, alpha, b), dtype=torch.float32).view(b, 1, 1, 1)
+    return tuple(lam * x + (1 - lam) * x[perm] for x in batch)
+
+
+def _kd_parameters(model: nn.Module, train: str) -> set[str]:
+    """Names of the parameters :func:`knowledge_distill` trains for ``train``."""
+    names = [name for name, _ in model.named_parameters()]
+    if train == "all":
+        out = {n for n in names if not n.startswith("stem_conv.")}
+    elif train == "everything":
+        out = set(names)
+    elif train == "first":
+        out = {n for n in names if n.startswith("stem_conv.")}
+    elif train == "bn":
+        bns = [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        out = {f"{b}.{w}" for b in bns for w in ("weight", "bias")} & set(names)
+    elif train.startswith("blocks:") and train[7:].isdigit() and hasattr(model, "_blocks"):
+        k = int(train[7:])
+        out = {n for n in names if any(n.startswith(f"_blocks.{i}.") for i in range(k))}
+    else:
+        raise ValueError(f"train must be 'all', 'everything', 'first', 'bn' or 'blocks:k' (EfficientNet-Lite), "
+                         f"not {train!r}")
+    if not out:
+        raise ValueError(f"train={train!r} selects no parameter of {type(model).__name__}")
+    return out
+
+
+def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[bytes], bands: int, *,
+                      iterations: int = 200, batch_size: int = 16, lr: float = 5e-6, temperature: float = 1.0,
+                      warmup: float = 0.05, resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC,
+                      train: str = "all", mixup: float = 1.0, seed: int = 0, threads: int | None = None,
+                      progress: bool = False, monitor=None, monitor_every: int = 0) -> list[float]:
+    """Distil the full-band ``teacher``'s class distribution into the n-band ``student``: the
+    whole network but its first layer, on unlabelled, freshly augmented batches.
+
+    Every iteration draws a new batch (:func:`kd_batch`: a random re-encoding of a random
+    photo, a random(-resized) crop, a random flip; then ``mixup``), runs the teacher on all 64 bands and the
+    student on the first ``bands``, and takes an Adam step on :func:`kd_divergence` (KL of
+    the student's distribution from the teacher's, ``temperature``); learning rate ``lr``
+    with a linear warm-up over ``warmup`` of the iterations, then a cosine decay to 0.
+    BatchNorm stays in eval mode (statistics fixed: run ``bn-delta`` before), dropout and
+    drop-connect off. The first layer (the folded estimate) is frozen unless
+    ``train`` says so, so its factored form stays valid; both first layers run factored here
+    (the same map, cheaper) unless the student's is trained.
+
+    Args:
+        student: the n-band model (trained in place); teacher: the full-band model (unchanged).
+        sources: JPEG bytes (:func:`kd_sources`).
+        train: which parameters are trained: ``"all"`` (all but the first layer), ``"bn"``
+            (the BatchNorms' affine weights and biases only), ``"blocks:k"`` (the first ``k``
+            blocks, EfficientNet-Lite), ``"first"`` (the first layer's folded convolutions and
+            bias only), ``"everything"`` (all, first layer included).
+        mixup: if > 0, every batch is mixed with a permutation of itself, ``lam * x + (1 - lam)
+            * x[perm]`` with one ``lam ~ Beta(mixup, mixup)`` per image (coefficients are
+            linear in the pixels, so this is pixel mixup; teacher and student see the same mix).
+        monitor: optional ``callable(iteration) -> dict`` run every ``monitor_every``
+            iterations and at the end (e.g. the KL on held-back inputs); its results are
+            printed with the progress bar.
+
+    Returns:
+        The loss per iteration (float list, ``iterations`` entries).
+    """
+    if iterations < 1 or batch_size < 1:
+        raise ValueError(f"iterations and batch_size must be >= 1, got {iterations}, {batch_size}")
+    teacher.eval()
+    student.eval()
+    t_first, s_first = _first_layer(teacher), _first_layer(student)
+    chosen = _kd_parameters(student, train)
+    train_first_layer = any(name.startswith("stem_conv.") for name in chosen)
+    params = [p for name, p in student.named_parameters() if name in chosen]
+    opt = torch.optim.Adam(params, lr=lr)
+    ramp = max(1, int(round(warmup * iterations)))
+
+    def factor(i: int) -> float:
+        if i < ramp:
+            return (i + 1) / ramp
+        return 0.5 * (1.0 + float(np.cos(np.pi * (i - ramp) / max(1, iterations - ramp))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    gen = torch.Generator().manual_seed(seed)
+    frozen = {name: p.requires_grad for name, p in student.named_parameters()}
+    for name, p in student.named_parameters():
+        p.requires_grad_(name in chosen)
+    losses: list[float] = []
+    bar = tqdm(range(iterations), desc="distilling (kd)", unit="it", disable=not progress)
+    layers = (t_first,) if train_first_layer else (t_first, s_first)
+    try:
+        # (enable_grad: callers such as the held-out table run under torch.no_grad)
+        with factored_first_layers(*layers), torch.enable_grad():
+            for i in bar:
+                batch = kd_batch(sources, batch_size, gen, resizes=resizes, rrc=rrc, threads=threads)
+                if mixup > 0:
+                    batch = _mix(batch, mixup, gen)
+                with torch.no_grad():
+                    want = teacher(*batch)
+                loss = kd_divergence(student(*_select(batch, bands)), want, temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                if monitor is not None and monitor_every and (i + 1) % monitor_every == 0 and i + 1 < iterations:
+                    bar.write(f"kd {i + 1}/{iterations}: loss {np.mean(losses[-monitor_every:]):.4f} "
+                              f"{monitor(i + 1)}")
+            if monitor is not None:
+                bar.write(f"kd {iterations}/{iterations}: loss {np.mean(losses[-max(1, monitor_every):]):.4f} "
+                          f"{monitor(iterations)}")
+    finally:
+        for name, p in student.named_parameters():
+            p.requires_grad_(frozen[name])
+        student.eval()
+    return losses
+
+
 # --- the whole procedure -------------------------------------------------------------------------
 
 def _full_model(bundle_or_name) -> nn.Module:
@@ -469,7 +662,7 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
               batch_size: int = 32, threads: int | None = None, qfs: Sequence[int | None] = DEFAULT_QFS,
               resizes: Sequence[int] = DEFAULT_RESIZES, flips: Sequence[bool] = DEFAULT_FLIPS,
               ridge: float = 0.0, reference_stats: dict | None = None,
-              distill_options: dict | None = None) -> nn.Module:
+              distill_options: dict | None = None, kd_images=None, kd_options: dict | None = None) -> nn.Module:
     """An n-band copy of a converted network, recovered without labels (module docstring).
 
     Args:
@@ -479,14 +672,18 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         bands: ``n``, 1..64: keep the n lowest zigzag bands of every component.
         images: unlabelled JPEGs (paths or bytes), or precomputed full-band inputs ``(y,
             cbcr)`` (:func:`calibration_set`).
-        steps: a subset of ``("lsq" or "wiener", "stem", "distill", "bn" or "bn-delta")`` (:data:`STEPS`;
-            applied in that order).
+        steps: a subset of ``("lsq" or "wiener", "stem", "distill", "bn" or "bn-delta", "kd")``
+            (:data:`STEPS`; applied in that order).
             ``()``: the plain n-band model. Default :data:`DEFAULT_STEPS` (``lsq``, ``bn-delta``).
         progress: tqdm progress bars on stderr.
         batch_size: images per forward pass; threads: reader threads.
         qfs, resizes, flips: augmentation (:func:`calibration_set`).
         ridge: relative ridge of the least-squares estimate (:func:`lsq_estimate`).
         distill_options: keyword arguments of :func:`distill` (``"distill"`` step).
+        kd_images: for ``"kd"`` when ``images`` are precomputed inputs: the unlabelled JPEGs
+            (paths or bytes) it draws fresh batches from (default: ``images``).
+        kd_options: keyword arguments of :func:`knowledge_distill` (``"kd"`` step), and
+            ``qfs`` for :func:`kd_sources`.
         reference_stats: for ``"bn-delta"``, :func:`bn_statistics` of the full-band model on
             these calibration inputs (computed when not given).
 
@@ -548,6 +745,8 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         info["distill"] = {**(distill_options or {}), "loss_first": losses[0], "loss_last": losses[-1]}
     if "bn" in steps and "bn-delta" in steps:
         raise ValueError("choose one of the steps 'bn' and 'bn-delta'")
+    if "kd" in steps and "distill" in steps:
+        raise ValueError("choose one of the steps 'distill' and 'kd'")
     if "bn" in steps or "bn-delta" in steps:
         batches = [_select(b, n) for b in _batches(inputs, batch_size)]
         # the measurement passes run the first layers factored (the same map, cheaper on CPU)
@@ -557,6 +756,22 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
                 reference_stats = bn_statistics(full, list(_batches(inputs, batch_size)), progress=progress)
             info["bn_layers"] = reestimate_bn(model, batches, progress=progress, total=len(batches),
                                               reference=reference_stats if "bn-delta" in steps else None)
+    if "kd" in steps:
+        sources_from = images if kd_images is None else kd_images
+        if isinstance(sources_from, tuple) and len(sources_from) == 2 and isinstance(sources_from[0], torch.Tensor):
+            raise ValueError("the 'kd' step reads fresh augmentations of the JPEGs: pass kd_images (paths or bytes) "
+                             "with precomputed inputs")
+        options = dict(kd_options or {})
+        qfs_kd = options.pop("qfs", KD_QFS)
+        t0 = time.time()
+        sources = kd_sources(sources_from, qfs=qfs_kd, progress=progress)
+        options.setdefault("threads", threads)
+        losses = knowledge_distill(model, full, sources, n, progress=progress, **options)
+        w = max(1, min(20, len(losses) // 5))
+        info["kd"] = {**{k: v for k, v in options.items() if k not in ("monitor", "threads")},
+                      "qfs": list(qfs_kd), "images": len(sources) // len(qfs_kd),
+                      "loss_first": float(np.mean(losses[:w])), "loss_last": float(np.mean(losses[-w:])),
+                      "seconds": round(time.time() - t0, 1)}
     model.calibration = info
     return model.eval()
 
