@@ -331,7 +331,9 @@ def test_kd_lowers_the_divergence_on_held_back_photos(pretrained_full, tmp_path)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(clf.model.state_dict()[k], v)
     with torch.no_grad():
-        torch.testing.assert_close(clf.model(*_select(inputs, 8)), model(*_select(inputs, 8)))
+        # the Classifier runs the first layer factored (the same map, other float rounding)
+        got, want = clf.model(*_select(inputs, 8)), model(*_select(inputs, 8))
+        assert (got - want).abs().max() <= 1e-4 * want.abs().max()
     assert load_checkpoint(path).extra["calibration"]["kd"]["loss_last"] == info["kd"]["loss_last"]
 
 
