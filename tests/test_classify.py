@@ -266,11 +266,14 @@ def test_demo_on_a_folder(tmp_path, capsys, files):
     assert "3 files in" in out and "3 named after their ImageNet class" in out
     table = [line for line in out.splitlines() if line.startswith("| efficientnet")]
     assert [line.split(" | ")[0] for line in table] == ["| efficientnet_lite0", "| efficientnet_lite0_dct",
-                                                        "| efficientnet-lite0-fp32"]
+                                                        "| efficientnet_lite0_dct", "| efficientnet-lite0-fp32"]
     assert "DCT, 16 bands" in table[1]
+    assert "recovered without labels" in table[2] and "calibration took" in out
     rgb_top1 = float(table[0].split(" | ")[2])
     assert rgb_top1 >= 66  # 89% on the 100 photos; these 3 are tench, wolfhound, ...
     assert Path(files[0]).name in out  # --per-image lines
+    assert main(["demo", str(tmp_path), "--bands", "16", "--threads", "2", "--no-recover"]) == 0
+    assert "recovered" not in capsys.readouterr().out
 
 
 def test_demo_without_photos_says_what_it_needs(tmp_path, monkeypatch):
