@@ -26,7 +26,7 @@ import torch
 from dctnet.data.encode import Setting, encode_setting
 from dctnet.evaluate.calibration import heldout_split
 from dctnet.models import converted_layout, resolve
-from dctnet.models.calibrate import (_select, calibrate, factored_first_layers, kd_divergence, kd_sources,
+from dctnet.models.calibrate import (_select, calibrate, factored_first_layers, kd_divergence, reencoded_versions,
                                      knowledge_distill)
 from dctnet.ops import read_to_tensor
 
@@ -84,7 +84,7 @@ def main():
         res["before"] = agreement(student, full, back_in, a.bands)
         print("held-back before kd:", res["before"], flush=True)
     t0 = time.time()
-    sources = kd_sources(train)
+    sources = reencoded_versions(train)
     student._first_trained = a.train in ("first", "everything")
     losses = knowledge_distill(student, full, sources, a.bands, iterations=a.iterations, batch_size=a.batch_size,
                                lr=a.lr, temperature=a.temperature, rrc=a.rrc, train=a.train, mixup=a.mixup,

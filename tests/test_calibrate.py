@@ -282,10 +282,10 @@ def pretrained_full():
 
 
 def test_kd_batch_draws_fresh_augmented_full_band_inputs():
-    from dctnet.models.calibrate import kd_batch, kd_sources
+    from dctnet.models.calibrate import kd_batch, reencoded_versions
 
     photos = [str(p) for p in sample_photos()[:2]]
-    sources = kd_sources(photos, qfs=(None, 50))
+    sources = reencoded_versions(photos, qfs=(None, 50))
     assert len(sources) == 4 and sources[0] == Path(photos[0]).read_bytes() and sources[1] != sources[0]
     gen = torch.Generator().manual_seed(0)
     a = kd_batch(sources, 3, gen, threads=1)
@@ -338,14 +338,14 @@ def test_kd_lowers_the_divergence_on_held_back_photos(pretrained_full, tmp_path)
 
 
 def test_kd_trains_only_the_chosen_parameters(random_full):
-    from dctnet.models.calibrate import kd_sources, knowledge_distill
+    from dctnet.models.calibrate import reencoded_versions, knowledge_distill
 
     photos = [str(p) for p in sample_photos()[:2]]
     y, cbcr = _synthetic(batch=2, h=3, w=3, seed=4)
     base = calibrate(random_full, 8, (y, cbcr), steps=("lsq",), progress=False)
     model = copy.deepcopy(base)
     with torch.no_grad():                                   # as the held-out table calls it
-        losses = knowledge_distill(model, random_full, kd_sources(photos, qfs=(None,)), 8, iterations=2,
+        losses = knowledge_distill(model, random_full, reencoded_versions(photos, qfs=(None,)), 8, iterations=2,
                                    batch_size=2, lr=1e-2, train="bn", threads=1)
     assert len(losses) == 2 and all(np.isfinite(losses))
     changed = {k for k, v in model.state_dict().items() if not torch.equal(base.state_dict()[k], v)}
@@ -353,6 +353,6 @@ def test_kd_trains_only_the_chosen_parameters(random_full):
                  for w in ("weight", "bias")}
     assert changed and changed <= bn_affine, changed - bn_affine       # running statistics too stay (eval mode)
     with pytest.raises(ValueError, match="train must be"):
-        knowledge_distill(model, random_full, kd_sources(photos, qfs=(None,)), 8, iterations=1, train="magic")
+        knowledge_distill(model, random_full, reencoded_versions(photos, qfs=(None,)), 8, iterations=1, train="magic")
     with pytest.raises(ValueError, match="kd_images"):
         calibrate(random_full, 8, (y, cbcr), steps=("kd",), progress=False)

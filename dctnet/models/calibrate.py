@@ -78,7 +78,7 @@ from .resolve import create_model, resolve
 __all__ = ["DEFAULT_STEPS", "STEPS", "WIENER_RHO", "ar1_block_covariance", "factored_first_layers", "block_gram",
            "calibrate", "calibration_set", "distill", "fold_estimate", "lsq_estimate", "bn_statistics",
            "reestimate_bn", "save_calibrated", "slice_first_layer", "match_stem", "KD_QFS", "KD_RESIZES", "KD_RRC",
-           "kd_batch", "kd_divergence", "kd_sources", "knowledge_distill"]
+           "kd_batch", "kd_divergence", "reencoded_versions", "knowledge_distill"]
 
 #: The steps :func:`calibrate` knows, in the order they are applied.
 STEPS = ("lsq", "wiener", "stem", "distill", "bn", "bn-delta", "kd")
@@ -123,21 +123,7 @@ def calibration_set(images: Iterable, *, qfs: Sequence[int | None] = DEFAULT_QFS
         JPEGError / OSError naming the file that cannot be read.
     """
     layout = converted_layout(64)
-    versions: list[bytes] = []
-    srcs = list(images)
-    for i, src in enumerate(tqdm(srcs, desc="re-encoding", unit="img", disable=not progress)):
-        name = os.fsdecode(src) if isinstance(src, (str, os.PathLike)) else f"<bytes #{i}>"
-        data, _ = read_bytes(src, name)
-        pixels = None
-        for qf in qfs:
-            if qf is None:
-                versions.append(bytes(data))
-                continue
-            if pixels is None:
-                pixels = decode_rgb(data, name=name)
-            versions.append(encode_jpeg(pixels, int(qf)))
-    if not versions:
-        raise ValueError("no calibration images")
+    versions = reencoded_versions(images, qfs=qfs, progress=progress)
     ys, cs = [], []
     for resize in resizes:
         for flip in flips:
@@ -475,9 +461,10 @@ KD_RESIZES = (224, 240, 256, 272, 288, 320)
 KD_RRC = 0.5
 
 
-def kd_sources(images: Iterable, *, qfs: Sequence[int | None] = KD_QFS, progress: bool = False) -> list[bytes]:
-    """JPEG bytes the ``"kd"`` step draws its batches from: every image (path or bytes) as it
-    is (``qf=None``) and re-encoded from its pixels at each other ``qfs`` entry (4:2:0).
+def reencoded_versions(images: Iterable, *, qfs: Sequence[int | None] = KD_QFS, progress: bool = False) -> list[bytes]:
+    """JPEG bytes of every image (path or bytes) as it is (``qf=None``) and re-encoded from its
+    pixels at each other ``qfs`` entry (4:2:0): what :func:`calibration_set` reads and the
+    ``"kd"`` step draws its batches from.
     ``len(images) * len(qfs)`` entries, image-major."""
     out: list[bytes] = []
     for i, src in enumerate(tqdm(list(images), desc="re-encoding", unit="img", disable=not progress)):
@@ -579,7 +566,7 @@ def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[
 
     Args:
         student: the n-band model (trained in place); teacher: the full-band model (unchanged).
-        sources: JPEG bytes (:func:`kd_sources`).
+        sources: JPEG bytes (:func:`reencoded_versions`).
         train: which parameters are trained: ``"all"`` (all but the first layer), ``"bn"``
             (the BatchNorms' affine weights and biases only), ``"blocks:k"`` (the first ``k``
             blocks, EfficientNet-Lite), ``"first"`` (the first layer's folded convolutions and
@@ -683,7 +670,7 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         kd_images: for ``"kd"`` when ``images`` are precomputed inputs: the unlabelled JPEGs
             (paths or bytes) it draws fresh batches from (default: ``images``).
         kd_options: keyword arguments of :func:`knowledge_distill` (``"kd"`` step), and
-            ``qfs`` for :func:`kd_sources`.
+            ``qfs`` for :func:`reencoded_versions`.
         reference_stats: for ``"bn-delta"``, :func:`bn_statistics` of the full-band model on
             these calibration inputs (computed when not given).
 
@@ -764,7 +751,7 @@ def calibrate(bundle_or_name, bands: int, images, *, steps: Sequence[str] = DEFA
         options = dict(kd_options or {})
         qfs_kd = options.pop("qfs", KD_QFS)
         t0 = time.time()
-        sources = kd_sources(sources_from, qfs=qfs_kd, progress=progress)
+        sources = reencoded_versions(sources_from, qfs=qfs_kd, progress=progress)
         options.setdefault("threads", threads)
         losses = knowledge_distill(model, full, sources, n, progress=progress, **options)
         w = max(1, min(20, len(losses) // 5))
