@@ -94,6 +94,10 @@ class Classifier:
             where files are read with ``read_to_tensor``; ``"numba"`` likewise).
         preprocess: RGB models and ONNX: a :class:`~dctnet.imaging.RGBPreprocess` to use
             instead of the default.
+        channels_last: run a torch model on NHWC tensors (its weights converted, inputs made
+            NHWC; the same numbers to float rounding, 1.2-1.4x faster on CPU). ``None``: for
+            the models the Classifier builds itself on CPU; a module passed in is converted
+            (in place) only with ``True``.
         **options: builder options for a registry name, passed to
             :func:`~dctnet.models.resolve` (e.g. ``Classifier("efficientnet_lite0_dct",
             bands=16)``).
@@ -105,7 +109,8 @@ class Classifier:
 
     def __init__(self, model, *, weights=None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  batch_size: int = 64, compile: bool = False, labels=None, threads: int | None = None,
-                 backend: str = "auto", preprocess: RGBPreprocess | None = None, **options):
+                 backend: str = "auto", preprocess: RGBPreprocess | None = None, channels_last: bool | None = None,
+                 **options):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -134,14 +139,22 @@ class Classifier:
         self.pipeline = bundle.pipeline(threads=self.threads, device=self.device, backend=backend,
                                         preprocess=None if is_onnx else preprocess)
         self.preprocess = getattr(self.pipeline, "preprocess", None)
+        #: inputs go to the model as NHWC tensors (see below)
+        self.channels_last = False
         if is_onnx:
             self.model = bundle.model
         else:
             net = bundle.model.eval().to(device=self.device, dtype=dtype)
-            if isinstance(model, (str, os.PathLike)):
+            built_here = isinstance(model, (str, os.PathLike))
+            if built_here:
                 # a model this Classifier built (never the caller's module, which may be trained
                 # later): converted first layers run factored where that is the same map
                 prefer_factored(net)
+            # on CPU oneDNN's convolutions, the depthwise ones above all, run 1.2-1.4x faster on
+            # NHWC tensors (the same numbers to rounding)
+            if channels_last or (channels_last is None and built_here and self.device.type == "cpu"):
+                net = net.to(memory_format=torch.channels_last)
+                self.channels_last = True
             self.model = torch.compile(net) if compile else net
 
     def __repr__(self) -> str:
@@ -168,6 +181,8 @@ class Classifier:
             return self.model(*x)
         xs = x if isinstance(x, tuple) else (x,)
         xs = tuple(t.to(self.device, self.dtype, non_blocking=True) for t in xs)
+        if self.channels_last:
+            xs = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in xs)
         with torch.inference_mode():
             out = self.model(*xs)
         return out.float().cpu().numpy()

@@ -288,3 +288,24 @@ def test_demo_without_photos_says_what_it_needs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="cannot find the shared folder"):
         main(["demo"])
     assert main(["demo", str(tmp_path / "empty")]) == 2   # not a folder: one line, exit 2
+
+
+def test_models_built_on_cpu_run_channels_last_with_the_same_numbers(files):
+    """A registry model built by the Classifier on CPU runs on NHWC tensors (weights and
+    inputs), with the logits of the NCHW model to float rounding; a module passed in stays as
+    it is unless asked."""
+    from dctnet.models import resolve
+
+    for name, options in (("efficientnet_lite0", {}), ("efficientnet_lite0_dct", {"bands": 16})):
+        fast = Classifier(name, batch_size=4, **options)
+        plain = Classifier(name, batch_size=4, channels_last=False, **options)
+        assert fast.channels_last and not plain.channels_last
+        conv = next(m for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.shape[1] > 1
+        a, errors_a, _ = fast.predict_logits(files[:4])
+        b, errors_b, _ = plain.predict_logits(files[:4])
+        assert errors_a == errors_b == [None] * 4
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+    mine = resolve("efficientnet_lite0").model
+    assert not Classifier(mine, batch_size=4).channels_last
+    assert Classifier(mine, batch_size=4, channels_last=True).channels_last

@@ -95,7 +95,7 @@ def _recovered(files: list[str], bands: int, threads: int | None):
                           qfs=(None,), resizes=(256,))
         calibrating += time.perf_counter() - start
         prefer_factored(model)             # built here, only run: the factored first layer where exact
-        clf = Classifier(model, threads=threads, batch_size=25)
+        clf = Classifier(model, threads=threads, batch_size=25, channels_last=True)
         start = time.perf_counter()
         part, part_errors, _ = clf.predict_logits(files[scored])
         seconds += time.perf_counter() - start
