@@ -69,31 +69,35 @@ def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[in
     return new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
 
 
-def _bilinear_taps(in_len: int, start: float, count: int, scale: float,
-                   flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Pillow's ``BILINEAR`` taps, sparse: ``(first, weights)`` with ``first int64 (count,)``
-    the first input sample of each output pixel and ``weights float64 (count, width)`` its
-    weights on samples ``first .. first + width - 1`` (zero past its own support). Vectorised
-    form of Pillow's ``precompute_coeffs`` (see :func:`bilinear_weights`)."""
+@njit(cache=True, nogil=True)
+def _bilinear_taps(in_len, start, count, scale, flip):
+    """Pillow's ``BILINEAR`` taps (its ``precompute_coeffs`` for float images), sparse: ``(first,
+    weights)`` with ``first int64 (count,)`` the first input sample of each output pixel and
+    ``weights float64 (count, width)`` its weights on samples ``first .. first + width - 1``
+    (zero past its own support); ``flip`` reverses the output pixels. The one implementation
+    of the filter: :func:`bilinear_weights` and the operators are built from it."""
     filterscale = max(scale, 1.0)
-    support = 1.0 * filterscale          # the triangle filter's support, widened when shrinking
-    center = (start + np.arange(count) + 0.5) * scale
-    xmin = np.maximum(np.floor(center - support + 0.5), 0).astype(np.int64)
-    xmax = np.minimum(np.floor(center + support + 0.5), in_len).astype(np.int64)
-    outside = xmax <= xmin               # window entirely outside the image: the nearest edge sample
-    if outside.any():
-        xmin = np.where(outside, np.clip(np.floor(center), 0, in_len - 1).astype(np.int64), xmin)
-        xmax = np.where(outside, xmin + 1, xmax)
-    span = xmax - xmin
-    width = int(span.max()) if count else 1
-    x = xmin[:, None] + np.arange(width)[None, :]
-    valid = x < xmax[:, None]
-    w = np.where(valid, np.maximum(1.0 - np.abs((x - center[:, None] + 0.5) / filterscale), 0.0), 0.0)
-    total = w.sum(axis=1, keepdims=True)
-    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), valid / span[:, None])
-    if flip:
-        return xmin[::-1].copy(), w[::-1].copy()
-    return xmin, w
+    support = filterscale                 # the triangle filter's support, widened when shrinking
+    width = int(2.0 * support) + 3        # taps per output pixel, an upper bound
+    w = np.zeros((count, width))
+    first = np.empty(count, np.int64)
+    for q in range(count):
+        i = count - 1 - q if flip else q
+        center = (start + i + 0.5) * scale
+        xmin = max(int(np.floor(center - support + 0.5)), 0)
+        xmax = min(int(np.floor(center + support + 0.5)), in_len)
+        if xmax <= xmin:                   # window outside the image: the nearest edge sample
+            xmin = min(max(int(np.floor(center)), 0), in_len - 1)
+            xmax = xmin + 1
+        total = 0.0
+        for x in range(xmin, xmax):
+            v = max(1.0 - abs((x - center + 0.5) / filterscale), 0.0)
+            w[q, x - xmin] = v
+            total += v
+        for x in range(xmax - xmin):
+            w[q, x] = w[q, x] / total if total > 0 else 1.0 / (xmax - xmin)
+        first[q] = xmin
+    return first, w
 
 
 def bilinear_weights(in_len: int, out_len: int, start: float, count: int, scale: float | None = None,
@@ -115,7 +119,7 @@ def bilinear_weights(in_len: int, out_len: int, start: float, count: int, scale:
         ``float64 (count, in_len)``, rows summing to one.
     """
     scale = in_len / out_len if scale is None else scale
-    first, w = _bilinear_taps(in_len, start, count, scale, flip)
+    first, w = _bilinear_taps(int(in_len), float(start), int(count), float(scale), bool(flip))
     out = np.zeros((count, in_len))
     cols = first[:, None] + np.arange(w.shape[1])[None, :]
     keep = cols < in_len
@@ -201,42 +205,23 @@ def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: floa
 @njit(cache=True, nogil=True)
 def _build_operator(in_len, scale, start, out_blocks, flip, dct8):
     """:func:`axis_operator`'s arrays: ``(packed float32 (out_blocks, 8, 8 band), lo, hi int64
-    (out_blocks,))``. Pillow's taps per output pixel (as :func:`_bilinear_taps`), each output
+    (out_blocks,))``. Pillow's taps per output pixel (:func:`_bilinear_taps`), each output
     block's input blocks from its pixels' first and last nonzero taps, its rows of ``R``
     against those blocks, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
     dct8[g, b]`` in float64."""
     count = 8 * out_blocks
-    filterscale = max(scale, 1.0)
-    support = filterscale                 # the triangle filter's support, widened when shrinking
-    width = int(2.0 * support) + 3        # taps per output pixel, an upper bound
-    w = np.zeros((count, width))
-    first = np.empty(count, np.int64)
+    first, w = _bilinear_taps(in_len, start, count, scale, flip)
     used_first = np.empty(count, np.int64)
     used_last = np.empty(count, np.int64)
-    for q in range(count):
-        i = count - 1 - q if flip else q   # a flip reverses the window's pixels
-        center = (start + i + 0.5) * scale
-        xmin = max(int(np.floor(center - support + 0.5)), 0)
-        xmax = min(int(np.floor(center + support + 0.5)), in_len)
-        if xmax <= xmin:                   # window outside the image: the nearest edge sample
-            xmin = min(max(int(np.floor(center)), 0), in_len - 1)
-            xmax = xmin + 1
-        total = 0.0
-        for x in range(xmin, xmax):
-            v = max(1.0 - abs((x - center + 0.5) / filterscale), 0.0)
-            w[q, x - xmin] = v
-            total += v
-        for x in range(xmax - xmin):
-            w[q, x] = w[q, x] / total if total > 0 else 1.0 / (xmax - xmin)
-        first[q] = xmin
+    for q in range(count):               # each output pixel's first and last nonzero tap
         a = 0
         while w[q, a] == 0.0:
             a += 1
-        b = xmax - xmin - 1
+        b = w.shape[1] - 1
         while w[q, b] == 0.0:
             b -= 1
-        used_first[q] = xmin + a
-        used_last[q] = xmin + b
+        used_first[q] = first[q] + a
+        used_last[q] = first[q] + b
     lo = np.empty(out_blocks, np.int64)
     hi = np.empty(out_blocks, np.int64)
     band = 1
