@@ -44,6 +44,7 @@ from numba import carray, cfunc, types
 from ..codec import DCTImage, JPEGError
 from ._numba import CONSUMED, NOT_FAST_PATH, VIEW_COLORSPACE, VIEW_COLS, VIEW_COMPONENTS, VIEW_HEIGHT, VIEW_PLANES, \
     VIEW_QTABLES, VIEW_ROWS, VIEW_SIZE, VIEW_WIDTH, voidptr
+from ._simd import band_dot4, dequantise8, fma_rows16
 from .align import random_crop_draws, random_resized_crop_box
 from .dct_domain import DCT8
 from .layout import DCTLayout
@@ -289,50 +290,29 @@ def resize_plane(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols:
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _banded_pass(src, op, lo, hi, base, freqs, nf, dst, transposed):
-    """One pass of the separable map: ``dst[nf * J + p] = sum_r op_J[freqs[p], r] * src[8 (lo[J]
-    - base) + r]`` over ``r < 8 (hi[J] - lo[J])``, for every output block J and every position
-    ``p`` of ``freqs`` (the output frequencies needed), rows of ``src`` / ``dst`` contiguous.
-
-    ``op`` is ``(J, 8, 8 width)`` (``transposed=False``) or ``(J, 8 width, 8)`` (``True``). Register-blocked: two output rows and four taps per sweep over a row
-    (each loaded source value feeds eight multiply-adds, each destination value is loaded and
-    stored once per four taps), about three times the throughput of one axpy per tap, which
-    is bound by the loads and stores of the destination row.
-    """
-    n = src.shape[1]
-    for jj in range(lo.shape[0]):
-        a = 8 * (lo[jj] - base)
-        taps = 8 * (hi[jj] - lo[jj])             # a multiple of 4: whole blocks
-        p = 0
-        while p < nf:
-            two = p + 1 < nf
-            f0 = freqs[p]
-            f1 = freqs[p + 1] if two else f0
-            d0 = dst[nf * jj + p]
-            d1 = dst[nf * jj + p + 1] if two else d0
-            for r in range(0, taps, 4):
-                if transposed:
-                    x0, y0, u0, v0 = op[jj, r, f0], op[jj, r + 1, f0], op[jj, r + 2, f0], op[jj, r + 3, f0]
-                    x1, y1, u1, v1 = op[jj, r, f1], op[jj, r + 1, f1], op[jj, r + 2, f1], op[jj, r + 3, f1]
-                else:
-                    x0, y0, u0, v0 = op[jj, f0, r], op[jj, f0, r + 1], op[jj, f0, r + 2], op[jj, f0, r + 3]
-                    x1, y1, u1, v1 = op[jj, f1, r], op[jj, f1, r + 1], op[jj, f1, r + 2], op[jj, f1, r + 3]
-                s0 = src[a + r]
-                s1 = src[a + r + 1]
-                s2 = src[a + r + 2]
-                s3 = src[a + r + 3]
-                if two:
-                    for c in range(n):
-                        e0 = s0[c]
-                        e1 = s1[c]
-                        e2 = s2[c]
-                        e3 = s3[c]
-                        d0[c] += x0 * e0 + y0 * e1 + u0 * e2 + v0 * e3
-                        d1[c] += x1 * e0 + y1 * e1 + u1 * e2 + v1 * e3
-                else:
-                    for c in range(n):
-                        d0[c] += x0 * s0[c] + y0 * s1[c] + u0 * s2[c] + v0 * s3[c]
-            p += 2
+def _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho, spare):
+    """Pass 1 of :func:`_resize_bands` for output block row ``row``: ``t[p ho + row, :] +=
+    sum_r pv[row, vfreqs[p], r] * z[r-th row under the block row]`` for the ``nv`` needed
+    vertical frequencies, two frequencies and four rows of ``z`` per sweep, 16 columns per step
+    (:func:`~dctnet.ops._simd.fma_rows16`; rows of ``z`` and ``t`` are whole steps long). Input
+    block row ``i`` is in ring slot ``(i - r_lo) % ring`` of ``z``."""
+    taps = 8 * (vhi[row] - vlo[row])      # whole blocks: groups of four rows never straddle one
+    width = z.shape[1]
+    p = 0
+    while p < nv:
+        two = p + 1 < nv
+        f0 = vfreqs[p]
+        f1 = vfreqs[p + 1] if two else f0
+        d0 = t[p * ho + row]
+        d1 = t[(p + 1) * ho + row] if two else spare
+        for r in range(0, taps, 4):
+            x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
+            x1, y1, u1, v1 = pv[row, f1, r], pv[row, f1, r + 1], pv[row, f1, r + 2], pv[row, f1, r + 3]
+            a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
+            s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+            for c in range(0, width, 16):
+                fma_rows16(d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1, v1)
+        p += 2
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -345,15 +325,24 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
     :attr:`AxisOperator.packed_t`) with ``hlo/hhi (Wo,)``; bands ``int64 (K,)`` natural
     indices; out ``float32 (C, H, W)`` (one image); channel ``ch0 + j`` gets band ``bands[j]``
     as ``(value - means[j]) * inv_stds[j]``; ``up``: write each output block to the ``up x up``
-    blocks it covers (nearest upsampling of chroma).
+    blocks it covers (nearest upsampling of chroma). All arrays C-contiguous.
 
-    The window's coefficients are laid out as one matrix ``z[8 i + v, 8 j + g]`` (dequantised).
-    Both passes run over whole contiguous rows (:func:`_banded_pass`; small BLAS calls cost
-    more in call overhead than in arithmetic at these sizes): pass 1 (columns) ``t[(I, f)] =
-    sum_r Mv[8 I + f, r] z[r]`` over the rows ``r`` under output block row ``I``; ``t`` is
-    transposed, and pass 2 (rows) is the same on it, ``o[(J, u)] = sum_c Mh[8 J + u, c]
-    tᵀ[c]``. Only the output frequencies some kept band uses are computed (vertical ``f`` in
-    pass 1, horizontal ``u`` in pass 2: for the 16 lowest zigzag bands 5 and 6 of 8).
+    The window's coefficients, dequantised, form one matrix ``z[8 i + v, 8 j + g]`` (block row
+    ``i``, vertical frequency ``v``; block column ``j``, horizontal frequency ``g``), built one
+    block row at a time into a ring of as many block rows as one output block row reads, just
+    ahead of pass 1, so it stays in cache.
+
+    * Pass 1 (columns), per output block row ``I``: ``t[(f, I), :] = sum_r Mv_I[f, r] z[r]``
+      over the rows under ``I``, only for the vertical frequencies ``f`` some kept band uses
+      (:func:`_column_pass`).
+    * Pass 2 (rows), on ``t`` as it is (no transpose): ``o[(f, I), 8 J + u] = sum_c t[(f, I), c]
+      Mh_J[u, c]``, four rows of ``t`` against output block ``J``'s band at a time, the 8
+      horizontal frequencies in one vector (:func:`~dctnet.ops._simd.band_dot4`).
+    * The kept bands ``(f, u)``, normalised, go to their channels (up x up copies for
+      upsampled chroma).
+
+    The short vectors are explicit (:mod:`dctnet.ops._simd`): numba's loop vectoriser leaves
+    these 8- and 16-element loops scalar.
     """
     ho = vlo.shape[0]
     wo = hlo.shape[0]
@@ -361,65 +350,67 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
     r_hi = vhi.max()
     c_lo = hlo.min()
     c_hi = hhi.max()
-    nr = r_hi - r_lo
     nc = c_hi - c_lo
-    # the output frequencies the kept bands use, and their positions in the compact passes
+    # the vertical output frequencies the kept bands use, and their positions in t
     vpos = np.full(8, -1, np.int64)
-    upos = np.full(8, -1, np.int64)
     for kk in range(bands.shape[0]):
         vpos[bands[kk] // 8] = 0
-        upos[bands[kk] % 8] = 0
     vfreqs = np.empty(8, np.int64)
-    ufreqs = np.empty(8, np.int64)
     nv = 0
-    nu = 0
     for f in range(8):
         if vpos[f] == 0:
             vpos[f] = nv
             vfreqs[nv] = f
             nv += 1
-        if upos[f] == 0:
-            upos[f] = nu
-            ufreqs[nu] = f
-            nu += 1
-    # per block row: dequantise its (nc, 64) coefficients in one contiguous sweep (vectorised),
-    # then lay each block's 8 rows out along the window's rows
-    z = np.empty((8 * nr, 8 * nc), np.float32)
-    slab = np.empty(64 * nc, np.float32)
-    qtiled = np.empty(64 * nc, np.float32)
-    for j in range(nc):
-        for k in range(64):
-            qtiled[64 * j + k] = qstep[k]
-    for i in range(nr):
-        src = coefs[r_lo + i, c_lo:c_hi].ravel()
-        for e in range(64 * nc):
-            slab[e] = src[e] * qtiled[e]
-        for j in range(nc):
+    # ring size: the most block rows alive at once (the vertical operator moves down the plane;
+    # if it ever did not, the ring holds the whole window)
+    ring = 1
+    seen = vhi[0]
+    for row in range(ho):
+        if row > 0 and vlo[row] < vlo[row - 1]:
+            ring = r_hi - r_lo
+            break
+        seen = max(seen, vhi[row])
+        ring = max(ring, seen - vlo[row])
+    width = (8 * nc + 15) // 16 * 16                 # rows of z and t: whole 16-column steps
+    z = np.zeros((8 * ring, width), np.float32)      # (columns past 8 nc stay zero)
+    t = np.zeros((nv * ho, width), np.float32)       # rows (f, I)
+    spare = np.empty(width, np.float32)              # the second output row of an odd last frequency
+    done = r_lo
+    for row in range(ho):
+        while done < vhi[row]:                       # dequantise the block rows this row needs
+            slot = 8 * ((done - r_lo) % ring)
+            block_row = coefs[done].ravel()
             for v in range(8):
-                row = z[8 * i + v]
-                for g in range(8):
-                    row[8 * j + g] = slab[64 * j + 8 * v + g]
-    # pass 1 (columns): t[nv I + vpos[f], :] = sum_r Mv_I[f, r] z[rows of I][r, :]
-    t = np.zeros((nv * ho, 8 * nc), np.float32)
-    _banded_pass(z, pv, vlo, vhi, r_lo, vfreqs, nv, t, False)
-    tt = np.ascontiguousarray(t.T)                       # (8 nc, nv ho)
-    # pass 2 (rows): o[nu J + upos[u], :] = sum_c Mh_J[u, c] tt[columns of J][c, :]
-    o = np.zeros((nu * wo, nv * ho), np.float32)
-    _banded_pass(tt, pht, hlo, hhi, c_lo, ufreqs, nu, o, True)
-    # the kept bands, normalised, in the layout's channels (up x up copies for upsampled
-    # chroma), read along the rows of o transposed (o is read across its rows otherwise)
-    ot = np.ascontiguousarray(o.T)                       # (nv ho, nu wo)
+                zrow = z[slot + v]
+                for j in range(nc):
+                    dequantise8(zrow, 8 * j, block_row, 64 * (c_lo + j) + 8 * v, qstep, 8 * v)
+            done += 1
+        _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho, spare)
+    # pass 2: four rows of t at a time (the last group repeats the last row)
+    nrow = nv * ho
+    ow = 8 * wo
+    o = np.empty(((nrow + 3) // 4 * 4, ow), np.float32)
+    op_stride = 8 * pht.shape[1]
+    for rg in range(0, nrow, 4):
+        r0 = t[rg]
+        r1 = t[min(rg + 1, nrow - 1)]
+        r2 = t[min(rg + 2, nrow - 1)]
+        r3 = t[min(rg + 3, nrow - 1)]
+        for jj in range(wo):
+            band_dot4(o, rg * ow + 8 * jj, ow, r0, r1, r2, r3, 8 * (hlo[jj] - c_lo), pht, jj * op_stride,
+                      8 * (hhi[jj] - hlo[jj]))
     for kk in range(bands.shape[0]):
         k = bands[kk]
-        vv = vpos[k // 8]
-        uu = upos[k % 8]
+        p = vpos[k // 8]
+        u = k % 8
         m = means[kk]
         s = inv_stds[kk]
         for ii in range(ho):
-            src = ot[nv * ii + vv]
+            src = o[p * ho + ii]
             first = out[ch0 + kk, up * ii]
             for jj in range(wo):
-                value = (src[nu * jj + uu] - m) * s
+                value = (src[8 * jj + u] - m) * s
                 for b in range(up):
                     first[up * jj + b] = value
             for a in range(1, up):
@@ -567,7 +558,7 @@ def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, window: tuple
         ro, co = plan.ops
         c = plan.component
         qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
-        _resize_bands(img.planes[c], qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, plan.bands, target,
+        _resize_bands(np.ascontiguousarray(img.planes[c]), qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, plan.bands, target,
                       plan.channel, m, s, plan.up)
 
 
