@@ -62,7 +62,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-6)
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--rrc", type=float, default=0.5)
     ap.add_argument("--train", default="all")
     ap.add_argument("--mixup", type=float, default=1.0)

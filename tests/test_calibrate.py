@@ -171,6 +171,21 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "RGB model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["calibrate", "efficientnet_lite0_dct", "--bands", "65", photo, "-o", str(tmp_path / "x.pt")])
+    capsys.readouterr()
+    for flag, value in (("--kd-temperature", "0"), ("--kd-lr", "-1"), ("--kd-iterations", "0")):
+        assert main(["calibrate", "efficientnet_lite0_dct", "--bands", "8", photo, "-o", str(tmp_path / "x.pt"),
+                     "--steps", "lsq,bn-delta,kd", flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flag in err and "\n" not in err
+
+
+def test_kd_options_reach_knowledge_distill():
+    import argparse
+
+    from dctnet.commands.calibrate import _kd_options
+    args = argparse.Namespace(kd_iterations=7, kd_lr=1e-4, kd_temperature=3.0)
+    assert _kd_options(args) == {"iterations": 7, "lr": 1e-4, "temperature": 3.0}
+    assert _kd_options(argparse.Namespace(kd_iterations=None, kd_lr=None, kd_temperature=None)) == {}
 
 
 @pytest.mark.parametrize("target", ["features", "logits"])

@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="kd step: training iterations (default 200, batches of 16)")
     p.add_argument("--kd-lr", type=float, default=None, metavar="LR",
                    help="kd step: peak Adam learning rate (default 5e-6)")
+    p.add_argument("--kd-temperature", type=float, default=None, metavar="T",
+                   help="kd step: softmax temperature of the distilled distributions (default 2)")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="reader threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -82,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _kd_options(args: argparse.Namespace) -> dict:
-    """``--kd-iterations`` / ``--kd-lr`` as :func:`~dctnet.models.calibrate.knowledge_distill` keywords."""
+    """``--kd-iterations`` / ``--kd-lr`` / ``--kd-temperature`` as :func:`~dctnet.models.calibrate.knowledge_distill` keywords."""
     out = {}
     if args.kd_iterations is not None:
         if args.kd_iterations < 1:
@@ -92,6 +94,10 @@ def _kd_options(args: argparse.Namespace) -> dict:
         if not args.kd_lr > 0:
             raise ValueError(f"--kd-lr must be > 0, got {args.kd_lr}")
         out["lr"] = args.kd_lr
+    if args.kd_temperature is not None:
+        if not args.kd_temperature > 0:
+            raise ValueError(f"--kd-temperature must be > 0, got {args.kd_temperature}")
+        out["temperature"] = args.kd_temperature
     return out
 
 
