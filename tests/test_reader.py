@@ -362,3 +362,43 @@ def test_inspect_cli(variants, tmp_path):
                           capture_output=True, text=True, check=True).stdout
     assert "restart=5" in text and "4:2:0" in text and "quality=90" in text
     assert "component 0 quantisation table" in text
+
+
+def test_recycled_buffers_never_leak_an_earlier_images_coefficients(tmp_path):
+    """Output buffers are recycled from a pool (and libjpeg writes only nonzero coefficients):
+    a flat image read right after a busy one of the same size must still have all-zero AC
+    coefficients, a truncated one zero blocks where its data ends, on the plain read and on the
+    resampling reader's sink alike."""
+    from dctnet.imaging import encode_jpeg
+
+    rng = np.random.default_rng(7)
+    busy = encode_jpeg(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), 95, subsampling="444")
+    flat = encode_jpeg(np.full((96, 128, 3), 128, np.uint8), 95, subsampling="444")
+    other = encode_jpeg(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), 95, subsampling="444")
+    cut = other[: len(other) // 2]
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    for _ in range(3):
+        first = dctnet.read_dct(busy)
+        assert all((p[..., 1:] != 0).any() for p in first.planes)
+        del first                                  # its buffer goes back to the pool
+        img = dctnet.read_dct(flat)
+        assert all((p[..., 1:] == 0).all() for p in img.planes)
+        del img
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            partial = dctnet.read_dct(cut, strict=False)
+        # what libjpeg itself gives for the same truncated file (its decoder leaves the
+        # blocks after the end of the data untouched: zero)
+        ref, _ = reference_planes(tmp_path / "cut.jpg")
+        for ours, theirs in zip(partial.planes, ref):
+            assert np.array_equal(ours, theirs)
+        assert (partial.planes[0][-1] == 0).all()
+        del partial
+    layout = dctnet.DCTLayout("upsampling", 16)
+    alone = dctnet.read_to_tensor([flat], layout, size=64, resize=96, threads=1)
+    after = dctnet.read_to_tensor([busy, flat, busy, flat], layout, size=64, resize=96, threads=1)
+    assert torch_equal(after[1], alone[0]) and torch_equal(after[3], alone[0])
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
