@@ -40,7 +40,7 @@ from PIL import Image
 import dctnet
 from dctnet.imaging import RGBPreprocess, decode_rgb, resize_shorter
 from dctnet.ops import DCTLayout, output_shapes, read_to_tensor, to_tensor
-from dctnet.ops.resize import axis_operator
+from dctnet.ops.resize import clear_plan_caches
 
 
 def _encode(pixels: np.ndarray, quality: int = 90) -> bytes:
@@ -167,7 +167,7 @@ def test_resize_originals(benchmark, corpora, path, threads):
 
         def run():
             if uncached:
-                axis_operator.cache_clear()
+                clear_plan_caches()
             read_to_tensor(data, layout, size=224, resize=256, out=out if len(out) > 1 else out[0], threads=threads)
             return out[0]
     result = benchmark(run)

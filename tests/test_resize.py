@@ -394,3 +394,40 @@ def test_dct_training_batches_use_random_resized_crops(tmp_path):
     g = torch.Generator().manual_seed(3)
     ref = to_tensor(dctnet.read_dct_batch(ds.paths), layout, size=64, crop="random-resized", flip="random", generator=g)
     assert torch.equal(x, ref)
+
+
+def test_sink_rows_are_shared_by_same_sized_photos_and_keep_their_operators_alive(photos):
+    """SinkPlan memoises a table row per (layout, size, geometry, window, flip): a photo of a
+    size seen before gets the same row, the row keeps the operators it points to alive after
+    axis_operator's cache forgets them, and the memo stays bounded."""
+    import gc
+
+    import torch
+
+    import dctnet
+    from dctnet import codec
+    from dctnet.ops import resize as rz
+
+    layout = dctnet.DCTLayout("upsampling", 16)
+    data = [p.read_bytes() for p in photos[:6]]
+    rz.clear_plan_caches()
+    first = dctnet.read_to_tensor(data, layout, size=224, resize=256, threads=1)
+    assert len(rz._PLAN_ROWS) >= 1
+    outs = (torch.empty(2, 48, 28, 28),)
+    header = codec.read_header(data[0])
+    window = rz.image_window(header, layout, 224, 256, "center", (0.0, 0.0))
+    plan = rz.SinkPlan(layout, 224, outs, 2)
+    plan.add(0, header, window, False)
+    plan.add(1, header, window, False)
+    assert np.array_equal(plan.table[0], plan.table[1]) and plan.table[0, 0, rz.P_MODE] == rz.MODE_RESIZE
+    fresh, _ = plan._rows(header, window, False)
+    assert np.array_equal(fresh, plan.table[0])          # the memo gives what planning gives
+    rz.axis_operator.cache_clear()
+    gc.collect()
+    again = dctnet.read_to_tensor(data, layout, size=224, resize=256, threads=1)
+    assert torch.equal(first, again)                    # rows from the memo, operators still alive
+    for k in range(rz._PLAN_ROWS_MAX + 10):             # distinct windows: the memo stays bounded
+        plan.add(0, header, (window[0], window[1], window[2] + k, window[3]), False)
+    assert len(rz._PLAN_ROWS) <= rz._PLAN_ROWS_MAX
+    rz.clear_plan_caches()
+    assert not rz._PLAN_ROWS

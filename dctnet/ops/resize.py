@@ -52,7 +52,7 @@ from .outputs import check_out, output_shapes
 from .reference import normalisation
 
 __all__ = ["AxisOperator", "CROPS", "PlanePlan", "SinkPlan", "axis_operator", "bilinear_weights", "crop_draws",
-           "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into", "resize_plane",
+           "clear_plan_caches", "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into", "resize_plane",
            "resize_plane_reference", "resize_image_into_tensors", "resize_sink_address", "resize_to_tensor"]
 
 
@@ -790,6 +790,19 @@ def resize_sink_address() -> int:
     return _RESIZE_SINK.address
 
 
+#: SinkPlan rows by (layout, size, geometry, window, flip), with the objects owning what they
+#: point to (operators, band arrays). Cleared when full; 256 rows keep at most about 1000
+#: operators alive, as many as :func:`axis_operator`'s own cache.
+_PLAN_ROWS: dict = {}
+_PLAN_ROWS_MAX = 256
+
+
+def clear_plan_caches() -> None:
+    """Forget every planned operator and sink row (benchmarks of photo sizes never seen before)."""
+    axis_operator.cache_clear()
+    _PLAN_ROWS.clear()
+
+
 class SinkPlan:
     """The sink's context and plan table for one batch, and the arrays they point to (which
     must stay alive while the reader runs: keep this object)."""
@@ -817,22 +830,40 @@ class SinkPlan:
 
     def add(self, index: int, header, window: tuple, flip: bool) -> None:
         """Plan image ``index`` from its header (raises ``ValueError`` for images no layout takes:
-        the item is then left to the Python route, which names the problem)."""
+        the item is then left to the Python route, which names the problem).
+
+        Photos of one size with one crop share their table rows (:data:`_PLAN_ROWS`): most
+        batches repeat a few sizes, and a row costs about 10 us of Python to make."""
+        key = (self.layout, self.size, header.width, header.height, tuple(header.sampling), header.colorspace,
+               tuple(header.block_shapes), tuple(window), bool(flip))
+        made = _PLAN_ROWS.get(key)
+        if made is None:
+            made = self._rows(header, window, flip)
+            if len(_PLAN_ROWS) >= _PLAN_ROWS_MAX:
+                _PLAN_ROWS.clear()
+            _PLAN_ROWS[key] = made
+        self.table[index] = made[0]
+        self.keep.append(made[1])                        # what the row's addresses point into
+        self.geom[index] = header.width, header.height, len(header.sampling)
+
+    def _rows(self, header, window: tuple, flip: bool) -> tuple[np.ndarray, tuple]:
+        """``(int64 (3, PLAN_FIELDS) table rows, the objects owning the arrays they point to)``."""
         plans = plane_plans(header, header.block_shapes, self.layout, self.size, window, flip)
         rows = [[MODE_UNUSED] + [0] * (PLAN_FIELDS - 1) for _ in range(3)]
+        owners: list = []
         for plan in plans:
             r = rows[plan.component]
             r[P_OUT], r[P_CH], r[P_STAT], r[P_NB] = plan.output, plan.channel, plan.stat, len(plan.bands)
             r[P_BANDS] = plan.bands.ctypes.data          # the layout's cached arrays (_layout_bands)
+            owners.append(plan.bands)
             if plan.ops is None:
                 r[P_MODE] = MODE_CONST
                 continue
             ro, co = plan.ops
-            self.keep += (ro, co)                        # the operators own the arrays the table points to
+            owners += (ro, co)                           # the operators own the arrays the table points to
             r[P_MODE] = MODE_RESIZE
             r[P_ROWS], r[P_COLS] = plan.blocks
             r[P_PV], r[P_VLO], r[P_VHI], _, r[P_HO], r[P_WV] = ro.sink_fields
             _, r[P_HLO], r[P_HHI], r[P_PHT], r[P_WO], r[P_WH] = co.sink_fields
             r[P_UP] = plan.up
-        self.table[index] = rows
-        self.geom[index] = header.width, header.height, len(header.sampling)
+        return np.asarray(rows, np.int64), tuple(owners)
