@@ -5,7 +5,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from dctnet.ops._simd import band_dot4, dequantise8, fma_rows16
+from dctnet.ops._simd import band_dot4, dequantise16, fma_row16, fma_rows16
 
 
 @njit
@@ -14,8 +14,13 @@ def _fma_rows(d0, d1, s0, s1, s2, s3, c, w):
 
 
 @njit
-def _dequantise(dst, doff, src, soff, q, qoff):
-    dequantise8(dst, doff, src, soff, q, qoff)
+def _fma_row(d0, s0, s1, s2, s3, c, w):
+    fma_row16(d0, s0, s1, s2, s3, c, w[0], w[1], w[2], w[3])
+
+
+@njit
+def _dequantise_two(d0, d1, doff, src, soff, q, qoff):
+    dequantise16(d0, d1, doff, src, soff, q, qoff)
 
 
 @njit
@@ -37,13 +42,27 @@ def test_fma_rows16_matches_numpy_and_touches_only_its_columns():
     np.testing.assert_allclose(d1, e1, rtol=1e-5, atol=1e-5)
 
 
-def test_dequantise8_converts_int16_with_its_steps():
-    src = np.array([-32768, -1, 0, 1, 7, 32767, -300, 12, 5, 6], np.int16)
-    q = np.arange(1, 17, dtype=np.float32)
-    dst = np.full(12, -9.0, np.float32)
-    _dequantise(dst, 3, src, 2, q, 8)
-    np.testing.assert_array_equal(dst[3:11], src[2:10].astype(np.float32) * q[8:16])
-    assert (dst[:3] == -9).all() and (dst[11:] == -9).all()
+def test_fma_row16_matches_numpy():
+    rng = np.random.default_rng(1)
+    rows = [rng.standard_normal(32).astype(np.float32) for _ in range(4)]
+    w = rng.standard_normal(4).astype(np.float32)
+    d0 = rng.standard_normal(32).astype(np.float32)
+    expected = d0.astype(np.float64)
+    expected[16:] += sum(w[k] * rows[k][16:].astype(np.float64) for k in range(4))
+    _fma_row(d0, *rows, 16, w)
+    np.testing.assert_allclose(d0, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dequantise16_splits_two_block_rows():
+    rng = np.random.default_rng(2)
+    src = rng.integers(-2000, 2000, 40).astype(np.int16)
+    q = rng.uniform(1, 50, 64).astype(np.float32)
+    d0, d1 = np.full(24, -9.0, np.float32), np.full(24, -9.0, np.float32)
+    _dequantise_two(d0, d1, 8, src, 5, q, 16)
+    values = src[5:21].astype(np.float32) * q[16:32]
+    np.testing.assert_array_equal(d0[8:16], values[:8])
+    np.testing.assert_array_equal(d1[8:16], values[8:])
+    assert (d0[:8] == -9).all() and (d0[16:] == -9).all() and (d1[:8] == -9).all() and (d1[16:] == -9).all()
 
 
 @pytest.mark.parametrize("taps", [0, 1, 8, 21])
@@ -66,4 +85,4 @@ def test_non_contiguous_or_wrong_dtype_arrays_are_refused_at_typing():
     with pytest.raises(TypingError):
         _fma_rows(a[::2], a[1::2], a, a, a, a, 0, np.zeros(8, np.float32))
     with pytest.raises(TypingError):
-        _dequantise(a, 0, np.zeros(8, np.int32), 0, a, 0)
+        _dequantise_two(a, a[1:], 0, np.zeros(16, np.int32), 0, a, 0)

@@ -19,7 +19,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["band_dot4", "dequantise8", "fma_rows16"]
+__all__ = ["band_dot4", "dequantise16", "fma_row16", "fma_rows16"]
 
 _FAST = ("fast",)
 _I32 = ir.IntType(32)
@@ -73,21 +73,47 @@ def fma_rows16(typingctx, d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1,
 
 
 @intrinsic
-def dequantise8(typingctx, dst, dst_offset, src, src_offset, qstep, q_offset):
-    """``dst[dst_offset:+8] = float32(src[src_offset:+8]) * qstep[q_offset:+8]`` (int16 source,
-    float32 destination and steps)."""
-    if not (_contiguous(dst, qstep) and _contiguous(src, dtype=types.int16)):
+def fma_row16(typingctx, d0, s0, s1, s2, s3, c, x0, y0, u0, v0):
+    """:func:`fma_rows16` for one output row: ``d0[c:c+16] += x0 s0 + y0 s1 + u0 s2 + v0 s3``."""
+    if not _contiguous(d0, s0, s1, s2, s3):
         return None
-    sig = types.void(dst, dst_offset, src, src_offset, qstep, q_offset)
+    sig = types.void(d0, s0, s1, s2, s3, c, x0, y0, u0, v0)
 
     def codegen(context, builder, signature, args):
         tys = signature.args
+        vt = ir.VectorType(ir.FloatType(), 16)
+        at = lambda k: _pointer(context, builder, tys[k], args[k], args[5], vt)  # noqa: E731
+        src = [builder.load(at(k), align=4) for k in range(1, 5)]
+        p0 = at(0)
+        a0 = builder.load(p0, align=4)
+        for k in range(4):
+            a0 = _madd(builder, a0, _splat(builder, args[6 + k], vt), src[k])
+        builder.store(a0, p0, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def dequantise16(typingctx, dst0, dst1, dst_offset, src, src_offset, qstep, q_offset):
+    """Two rows of a block at once: ``float32(src[src_offset:+16]) * qstep[q_offset:+16]``, the
+    first 8 to ``dst0[dst_offset:+8]``, the last 8 to ``dst1[dst_offset:+8]`` (int16 source)."""
+    if not (_contiguous(dst0, dst1, qstep) and _contiguous(src, dtype=types.int16)):
+        return None
+    sig = types.void(dst0, dst1, dst_offset, src, src_offset, qstep, q_offset)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        f16 = ir.VectorType(ir.FloatType(), 16)
         f8 = ir.VectorType(ir.FloatType(), 8)
-        coefs = builder.load(_pointer(context, builder, tys[2], args[2], args[3], ir.VectorType(ir.IntType(16), 8)),
+        coefs = builder.load(_pointer(context, builder, tys[3], args[3], args[4], ir.VectorType(ir.IntType(16), 16)),
                              align=2)
-        steps = builder.load(_pointer(context, builder, tys[4], args[4], args[5], f8), align=4)
-        builder.store(builder.fmul(builder.sitofp(coefs, f8), steps),
-                      _pointer(context, builder, tys[0], args[0], args[1], f8), align=4)
+        steps = builder.load(_pointer(context, builder, tys[5], args[5], args[6], f16), align=4)
+        values = builder.fmul(builder.sitofp(coefs, f16), steps)
+        undef = ir.Constant(f16, ir.Undefined)
+        for k, dst in enumerate((0, 1)):
+            half = builder.shuffle_vector(values, undef, ir.Constant(ir.VectorType(_I32, 8), list(range(8 * k, 8 * k + 8))))
+            builder.store(half, _pointer(context, builder, tys[dst], args[dst], args[2], f8), align=4)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -44,7 +44,7 @@ from numba import carray, cfunc, types
 from ..codec import DCTImage, JPEGError
 from ._numba import CONSUMED, NOT_FAST_PATH, VIEW_COLORSPACE, VIEW_COLS, VIEW_COMPONENTS, VIEW_HEIGHT, VIEW_PLANES, \
     VIEW_QTABLES, VIEW_ROWS, VIEW_SIZE, VIEW_WIDTH, voidptr
-from ._simd import band_dot4, dequantise8, fma_rows16
+from ._simd import band_dot4, dequantise16, fma_row16, fma_rows16
 from .align import random_crop_draws, random_resized_crop_box
 from .dct_domain import DCT8
 from .layout import DCTLayout
@@ -290,28 +290,36 @@ def resize_plane(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols:
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho, spare):
+def _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho):
     """Pass 1 of :func:`_resize_bands` for output block row ``row``: ``t[p ho + row, :] +=
     sum_r pv[row, vfreqs[p], r] * z[r-th row under the block row]`` for the ``nv`` needed
-    vertical frequencies, two frequencies and four rows of ``z`` per sweep, 16 columns per step
-    (:func:`~dctnet.ops._simd.fma_rows16`; rows of ``z`` and ``t`` are whole steps long). Input
+    vertical frequencies, two frequencies (an odd last one alone) and four rows of ``z`` per
+    sweep, 16 columns per step (:func:`~dctnet.ops._simd.fma_rows16`, :func:`~dctnet.ops._simd.fma_row16`;
+    rows of ``z`` and ``t`` are whole steps long). Input
     block row ``i`` is in ring slot ``(i - r_lo) % ring`` of ``z``."""
     taps = 8 * (vhi[row] - vlo[row])      # whole blocks: groups of four rows never straddle one
     width = z.shape[1]
     p = 0
     while p < nv:
-        two = p + 1 < nv
         f0 = vfreqs[p]
-        f1 = vfreqs[p + 1] if two else f0
         d0 = t[p * ho + row]
-        d1 = t[(p + 1) * ho + row] if two else spare
-        for r in range(0, taps, 4):
-            x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
-            x1, y1, u1, v1 = pv[row, f1, r], pv[row, f1, r + 1], pv[row, f1, r + 2], pv[row, f1, r + 3]
-            a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
-            s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
-            for c in range(0, width, 16):
-                fma_rows16(d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1, v1)
+        if p + 1 < nv:
+            f1 = vfreqs[p + 1]
+            d1 = t[(p + 1) * ho + row]
+            for r in range(0, taps, 4):
+                x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
+                x1, y1, u1, v1 = pv[row, f1, r], pv[row, f1, r + 1], pv[row, f1, r + 2], pv[row, f1, r + 3]
+                a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
+                s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+                for c in range(0, width, 16):
+                    fma_rows16(d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1, v1)
+        else:                              # an odd last frequency alone
+            for r in range(0, taps, 4):
+                x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
+                a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
+                s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+                for c in range(0, width, 16):
+                    fma_row16(d0, s0, s1, s2, s3, c, x0, y0, u0, v0)
         p += 2
 
 
@@ -375,18 +383,18 @@ def _resize_bands(coefs, qstep, pv, vlo, vhi, pht, hlo, hhi, bands, out, ch0, me
     width = (8 * nc + 15) // 16 * 16                 # rows of z and t: whole 16-column steps
     z = np.zeros((8 * ring, width), np.float32)      # (columns past 8 nc stay zero)
     t = np.zeros((nv * ho, width), np.float32)       # rows (f, I)
-    spare = np.empty(width, np.float32)              # the second output row of an odd last frequency
     done = r_lo
     for row in range(ho):
         while done < vhi[row]:                       # dequantise the block rows this row needs
             slot = 8 * ((done - r_lo) % ring)
             block_row = coefs[done].ravel()
-            for v in range(8):
-                zrow = z[slot + v]
+            for v in range(0, 8, 2):
+                z0 = z[slot + v]
+                z1 = z[slot + v + 1]
                 for j in range(nc):
-                    dequantise8(zrow, 8 * j, block_row, 64 * (c_lo + j) + 8 * v, qstep, 8 * v)
+                    dequantise16(z0, z1, 8 * j, block_row, 64 * (c_lo + j) + 8 * v, qstep, 8 * v)
             done += 1
-        _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho, spare)
+        _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho)
     # pass 2: four rows of t at a time (the last group repeats the last row)
     nrow = nv * ho
     ow = 8 * wo
