@@ -115,6 +115,10 @@ def test_operator_equals_the_dense_product(in_len, in_blocks, total, start, out_
     assert (op.hi == in_blocks - np.argmax(used[:, ::-1], axis=1)).all()
     assert op.matrix.shape == dense.shape
     assert np.abs(op.matrix - dense).max() <= 1e-6
+    # the horizontal pass's copy and the sink's addresses describe the same arrays
+    assert op.packed_t.flags.c_contiguous and np.array_equal(op.packed_t, op.packed.transpose(0, 2, 1))
+    assert op.sink_fields == (op.packed.ctypes.data, op.lo.ctypes.data, op.hi.ctypes.data, op.packed_t.ctypes.data,
+                              out_blocks, op.packed.shape[2])
 
 
 def test_uncached_operator_costs_no_dense_product():

@@ -141,14 +141,20 @@ class AxisOperator:
         packed: ``float32 (out_blocks, 8, 8 * width)``: output block J's band,
             ``packed[J, f, 8 * (j - lo[J]) + g] = M[8 * J + f, 8 * j + g]`` (zero past
             ``hi[J]``; ``width = max(hi - lo)``), contiguous for the kernels.
+        packed_t: :attr:`packed` transposed per block, ``float32 (out_blocks, 8 * width, 8)``,
+            contiguous (the horizontal pass reads it).
         lo, hi: ``int64 (out_blocks,)``: output block J uses input blocks ``lo[J] .. hi[J] - 1`` only.
         in_blocks: input blocks of the axis.
+        sink_fields: ``(packed, lo, hi, packed_t addresses, out_blocks, 8 width)``: what the
+            reader's sink table holds for this operator (the arrays live as long as it does).
     """
 
     packed: np.ndarray
+    packed_t: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     in_blocks: int
+    sink_fields: tuple[int, ...]
 
     @functools.cached_property
     def matrix(self) -> np.ndarray:
@@ -160,19 +166,6 @@ class AxisOperator:
             lo, hi = int(self.lo[jj]), int(self.hi[jj])
             out[8 * jj:8 * jj + 8, 8 * lo:8 * hi] = self.packed[jj, :, :8 * (hi - lo)]
         return out
-
-    @functools.cached_property
-    def packed_t(self) -> np.ndarray:
-        """:attr:`packed` transposed per block: ``float32 (out_blocks, 8 * width, 8)``, contiguous."""
-        return np.ascontiguousarray(self.packed.transpose(0, 2, 1))
-
-    @functools.cached_property
-    def sink_fields(self) -> tuple[int, ...]:
-        """``(packed, lo, hi, packed_t addresses, out_blocks, 8 width)``: what the reader's sink
-        table holds for this operator (the arrays live as long as the operator)."""
-        pv, pht = self.packed, self.packed_t
-        return (pv.ctypes.data, self.lo.ctypes.data, self.hi.ctypes.data, pht.ctypes.data, self.out_blocks,
-                pv.shape[2])
 
     @property
     def out_blocks(self) -> int:
@@ -198,18 +191,21 @@ def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: floa
         out_blocks: output blocks (the window is ``8 * out_blocks`` samples).
         flip: reverse the window (horizontal flip).
     """
-    packed, lo, hi = _build_operator(int(in_len), float(in_len) / float(out_len_total), float(start),
-                                     int(out_blocks), bool(flip), DCT8)
-    return AxisOperator(packed, lo, hi, int(in_blocks))
+    packed, packed_t, lo, hi, addresses = _build_operator(int(in_len), float(in_len) / float(out_len_total),
+                                                          float(start), int(out_blocks), bool(flip), DCT8)
+    pv, vlo, vhi, pht = (int(a) for a in addresses)
+    return AxisOperator(packed, packed_t, lo, hi, int(in_blocks),
+                        (pv, vlo, vhi, pht, packed.shape[0], packed.shape[2]))
 
 
 @njit(cache=True, nogil=True)
 def _build_operator(in_len, scale, start, out_blocks, flip, dct8):
-    """:func:`axis_operator`'s arrays: ``(packed float32 (out_blocks, 8, 8 band), lo, hi int64
-    (out_blocks,))``. Pillow's taps per output pixel (:func:`_bilinear_taps`), each output
-    block's input blocks from its pixels' first and last nonzero taps, its rows of ``R``
-    against those blocks, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
-    dct8[g, b]`` in float64."""
+    """:func:`axis_operator`'s arrays: ``(packed float32 (out_blocks, 8, 8 band), packed_t
+    float32 (out_blocks, 8 band, 8), lo, hi int64 (out_blocks,), their addresses int64 (4,))``. Pillow's taps per output
+    pixel (:func:`_bilinear_taps`), each output block's input blocks from its pixels' first
+    and last nonzero taps, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
+    dct8[g, b]`` in float64: the inner product over each pixel's few taps only (R is sparse),
+    the outer one dense."""
     count = 8 * out_blocks
     first, w = _bilinear_taps(in_len, start, count, scale, flip)
     used_first = np.empty(count, np.int64)
@@ -231,29 +227,36 @@ def _build_operator(in_len, scale, start, out_blocks, flip, dct8):
         hi[jj] = used_last[8 * jj:8 * jj + 8].max() // 8 + 1
         band = max(band, hi[jj] - lo[jj])
     packed = np.zeros((out_blocks, 8, 8 * band), np.float32)
-    rows = np.zeros((8, 8 * band))
+    packed_t = np.zeros((out_blocks, 8 * band, 8), np.float32)
     cols = np.zeros((8, 8 * band))
+    prod = np.zeros((8, 8 * band))
     for jj in range(out_blocks):
-        rows[:, :] = 0.0
+        # cols[a, (j, g)] = sum_b R_J[a, (j, b)] dct8[g, b], over output pixel a's taps only
+        cols[:, :] = 0.0
         for a in range(8):
             q = 8 * jj + a
             for x in range(used_first[q], used_last[q] + 1):
-                rows[a, x - 8 * lo[jj]] = w[q, x - first[q]]
-        # each input block's columns through the DCT, then the output block's rows
-        for a in range(8):
-            for blk in range(band):
+                weight = w[q, x - first[q]]
+                if weight == 0.0:
+                    continue
+                rel = x - 8 * lo[jj]
+                base = rel - rel % 8
+                b = rel % 8
                 for g in range(8):
-                    acc = 0.0
-                    for b in range(8):
-                        acc += rows[a, 8 * blk + b] * dct8[g, b]
-                    cols[a, 8 * blk + g] = acc
+                    cols[a, base + g] += weight * dct8[g, b]
+        n = 8 * (hi[jj] - lo[jj])
+        prod[:, :] = 0.0
+        for f in range(8):               # contiguous inner loops (vectorised)
+            for a in range(8):
+                d = dct8[f, a]
+                for c in range(n):
+                    prod[f, c] += d * cols[a, c]
         for f in range(8):
-            for c in range(8 * band):
-                acc = 0.0
-                for a in range(8):
-                    acc += dct8[f, a] * cols[a, c]
-                packed[jj, f, c] = acc
-    return packed, lo, hi
+            for c in range(n):
+                packed[jj, f, c] = prod[f, c]
+                packed_t[jj, c, f] = prod[f, c]
+    addresses = np.array([packed.ctypes.data, lo.ctypes.data, hi.ctypes.data, packed_t.ctypes.data], np.int64)
+    return packed, packed_t, lo, hi, addresses
 
 
 def resize_plane_reference(coefs: np.ndarray, qstep: np.ndarray, rows: AxisOperator, cols: AxisOperator) -> np.ndarray:
