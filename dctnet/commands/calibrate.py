@@ -84,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _kd_options(args: argparse.Namespace) -> dict:
-    """``--kd-iterations`` / ``--kd-lr`` / ``--kd-temperature`` as :func:`~dctnet.models.calibrate.knowledge_distill` keywords."""
+    """``--kd-iterations`` / ``--kd-lr`` / ``--kd-temperature`` as
+    :func:`~dctnet.models.calibrate.knowledge_distill` keywords."""
     out = {}
     if args.kd_iterations is not None:
         if args.kd_iterations < 1:

@@ -112,7 +112,8 @@ def dequantise16(typingctx, dst0, dst1, dst_offset, src, src_offset, qstep, q_of
         values = builder.fmul(builder.sitofp(coefs, f16), steps)
         undef = ir.Constant(f16, ir.Undefined)
         for k, dst in enumerate((0, 1)):
-            half = builder.shuffle_vector(values, undef, ir.Constant(ir.VectorType(_I32, 8), list(range(8 * k, 8 * k + 8))))
+            lanes = ir.Constant(ir.VectorType(_I32, 8), list(range(8 * k, 8 * k + 8)))
+            half = builder.shuffle_vector(values, undef, lanes)
             builder.store(half, _pointer(context, builder, tys[dst], args[dst], args[2], f8), align=4)
         return context.get_dummy_value()
 

@@ -51,9 +51,10 @@ from .layout import DCTLayout
 from .outputs import check_out, output_shapes
 from .reference import normalisation
 
-__all__ = ["AxisOperator", "CROPS", "PlanePlan", "SinkPlan", "axis_operator", "bilinear_weights", "crop_draws",
-           "clear_plan_caches", "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into", "resize_plane",
-           "resize_plane_reference", "resize_image_into_tensors", "resize_sink_address", "resize_to_tensor"]
+__all__ = ["AxisOperator", "CROPS", "PlanePlan", "SinkPlan", "axis_operator", "bilinear_weights", "clear_plan_caches",
+           "crop_draws", "crop_window", "image_window", "plane_plans", "resize_geometry", "resize_image_into",
+           "resize_plane", "resize_plane_reference", "resize_image_into_tensors", "resize_sink_address",
+           "resize_to_tensor"]
 
 
 def resize_geometry(width: int, height: int, resize: int, size: int) -> tuple[int, int, int, int]:
@@ -201,9 +202,9 @@ def axis_operator(in_len: int, in_blocks: int, out_len_total: float, start: floa
 @njit(cache=True, nogil=True)
 def _build_operator(in_len, scale, start, out_blocks, flip, dct8):
     """:func:`axis_operator`'s arrays: ``(packed float32 (out_blocks, 8, 8 band), packed_t
-    float32 (out_blocks, 8 band, 8), lo, hi int64 (out_blocks,), their addresses int64 (4,))``. Pillow's taps per output
-    pixel (:func:`_bilinear_taps`), each output block's input blocks from its pixels' first
-    and last nonzero taps, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
+    float32 (out_blocks, 8 band, 8), lo, hi int64 (out_blocks,), their addresses int64 (4,))``.
+    Pillow's taps per output pixel (:func:`_bilinear_taps`), each output block's input blocks
+    from its pixels' first and last nonzero taps, then ``M_J[f, (j, g)] = sum_{a, b} dct8[f, a] R_J[a, (j, b)]
     dct8[g, b]`` in float64: the inner product over each pixel's few taps only (R is sparse),
     the outer one dense."""
     count = 8 * out_blocks
@@ -297,8 +298,8 @@ def _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho):
     """Pass 1 of :func:`_resize_bands` for output block row ``row``: ``t[p ho + row, :] +=
     sum_r pv[row, vfreqs[p], r] * z[r-th row under the block row]`` for the ``nv`` needed
     vertical frequencies, two frequencies (an odd last one alone) and four rows of ``z`` per
-    sweep, 16 columns per step (:func:`~dctnet.ops._simd.fma_rows16`, :func:`~dctnet.ops._simd.fma_row16`;
-    rows of ``z`` and ``t`` are whole steps long). Input
+    sweep, 16 columns per step (:func:`~dctnet.ops._simd.fma_rows16`,
+    :func:`~dctnet.ops._simd.fma_row16`; rows of ``z`` and ``t`` are whole steps long). Input
     block row ``i`` is in ring slot ``(i - r_lo) % ring`` of ``z``."""
     taps = 8 * (vhi[row] - vlo[row])      # whole blocks: groups of four rows never straddle one
     width = z.shape[1]
@@ -573,8 +574,8 @@ def resize_image_into(img: DCTImage, layout: DCTLayout, size: int, window: tuple
         ro, co = plan.ops
         c = plan.component
         qstep = (img.qtables[c].astype(np.float32) if layout.dequantize else np.ones(64, np.float32))
-        _resize_bands(np.ascontiguousarray(img.planes[c]), qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi, plan.bands, target,
-                      plan.channel, m, s, plan.up)
+        _resize_bands(np.ascontiguousarray(img.planes[c]), qstep, ro.packed, ro.lo, ro.hi, co.packed_t, co.lo, co.hi,
+                      plan.bands, target, plan.channel, m, s, plan.up)
 
 
 def resize_image_into_tensors(img: DCTImage, layout: DCTLayout, size: int, window: tuple[float, float, float, float],
