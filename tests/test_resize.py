@@ -433,5 +433,10 @@ def test_sink_rows_are_shared_by_same_sized_photos_and_keep_their_operators_aliv
     for k in range(rz._PLAN_ROWS_MAX + 10):             # distinct windows: the memo stays bounded
         plan.add(0, header, (window[0], window[1], window[2] + k, window[3]), False)
     assert len(rz._PLAN_ROWS) <= rz._PLAN_ROWS_MAX
+    other = rz.SinkPlan(dctnet.DCTLayout("upsampling", 64), 224, (torch.empty(1, 192, 28, 28),), 1)
+    other.add(0, header, window, False)                 # the same photo for another layout: its own row
+    assert other.table[0, 0, rz.P_NB] == 64 and plan.table[0, 0, rz.P_NB] == 16
     rz.clear_plan_caches()
     assert not rz._PLAN_ROWS
+    again_plan = rz.SinkPlan(layout, 224, outs, 2)      # numbers are never reused after a clear
+    assert again_plan._memo not in (plan._memo, other._memo)

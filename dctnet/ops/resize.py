@@ -30,6 +30,7 @@ The level shift (-128) passes through unchanged because every row of ``R`` sums 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -807,12 +808,17 @@ def resize_sink_address() -> int:
 #: operators alive, as many as :func:`axis_operator`'s own cache.
 _PLAN_ROWS: dict = {}
 _PLAN_ROWS_MAX = 256
+#: (layout, size) -> a small number standing for it in :data:`_PLAN_ROWS`'s keys (a layout with
+#: normalisation statistics takes microseconds to hash: once per batch, not per image).
+_PLAN_LAYOUTS: dict = {}
+_PLAN_LAYOUT_NUMBERS = itertools.count()          # never reused, even after a clear
 
 
 def clear_plan_caches() -> None:
     """Forget every planned operator and sink row (benchmarks of photo sizes never seen before)."""
     axis_operator.cache_clear()
     _PLAN_ROWS.clear()
+    _PLAN_LAYOUTS.clear()
 
 
 class SinkPlan:
@@ -839,6 +845,12 @@ class SinkPlan:
         ctx[RC_DEQUANTIZE] = bool(layout.dequantize)
         self.context = ctx
         self.layout, self.size = layout, size
+        if len(_PLAN_LAYOUTS) >= _PLAN_ROWS_MAX:
+            clear_plan_caches()
+        memo = _PLAN_LAYOUTS.get((layout, size))
+        if memo is None:
+            memo = _PLAN_LAYOUTS.setdefault((layout, size), next(_PLAN_LAYOUT_NUMBERS))
+        self._memo = memo
 
     def add(self, index: int, header, window: tuple, flip: bool) -> None:
         """Plan image ``index`` from its header (raises ``ValueError`` for images no layout takes:
@@ -846,7 +858,7 @@ class SinkPlan:
 
         Photos of one size with one crop share their table rows (:data:`_PLAN_ROWS`): most
         batches repeat a few sizes, and a row costs about 10 us of Python to make."""
-        key = (self.layout, self.size, header.width, header.height, tuple(header.sampling), header.colorspace,
+        key = (self._memo, header.width, header.height, tuple(header.sampling), header.colorspace,
                tuple(header.block_shapes), tuple(window), bool(flip))
         made = _PLAN_ROWS.get(key)
         if made is None:
