@@ -86,3 +86,5 @@ def test_non_contiguous_or_wrong_dtype_arrays_are_refused_at_typing():
         _fma_rows(a[::2], a[1::2], a, a, a, a, 0, np.zeros(8, np.float32))
     with pytest.raises(TypingError):
         _dequantise_two(a, a[1:], 0, np.zeros(16, np.int32), 0, a, 0)
+    with pytest.raises(TypingError):                        # float64 weights: no silent mixed vectors
+        _fma_row(a, a, a, a, a, 0, np.zeros(4, np.float64))

@@ -8,8 +8,12 @@ scalar code, 2-3x slower. These intrinsics state the vectors directly (``<16 x f
 host has, so nothing here assumes a particular CPU.
 
 They read and write raw memory: callers guarantee the ranges (each function says which).
-Arrays must be C-contiguous (typing refuses other layouts rather than computing wrong
-addresses).
+Arrays must be C-contiguous, weights float32 and offsets integers (typing refuses anything
+else rather than computing wrong addresses or emitting mismatched vector types).
+
+numba's on-disk cache (``cache=True``) keys a kernel on its own source file only: after editing
+this module, clear ``dctnet/ops/__pycache__/*.nb[ic]`` (or touch the kernels' module) so the
+kernels that inline these intrinsics are compiled again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ _I32 = ir.IntType(32)
 
 def _contiguous(*arrays, dtype=types.float32) -> bool:
     return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == dtype for a in arrays)
+
+
+def _scalars(*values, kind=types.float32) -> bool:
+    """float32 weights (splatted into float vectors as they are) or integer offsets."""
+    if kind is types.Integer:
+        return all(isinstance(v, types.Integer) for v in values)
+    return all(v == kind for v in values)
 
 
 def _pointer(context, builder, ty, value, offset, element):
@@ -50,7 +61,8 @@ def fma_rows16(typingctx, d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1,
     """Two output rows, four source rows, 16 columns from ``c``:
     ``d0[c:c+16] += x0 s0 + y0 s1 + u0 s2 + v0 s3`` and ``d1[c:c+16] += x1 s0 + ... + v1 s3``
     (float32 rows; every row must have ``c + 16`` elements; ``d0`` and ``d1`` must differ)."""
-    if not _contiguous(d0, d1, s0, s1, s2, s3):
+    if not (_contiguous(d0, d1, s0, s1, s2, s3) and _scalars(c, kind=types.Integer)
+            and _scalars(x0, y0, u0, v0, x1, y1, u1, v1)):
         return None
     sig = types.void(d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1, v1)
 
@@ -75,7 +87,7 @@ def fma_rows16(typingctx, d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1,
 @intrinsic
 def fma_row16(typingctx, d0, s0, s1, s2, s3, c, x0, y0, u0, v0):
     """:func:`fma_rows16` for one output row: ``d0[c:c+16] += x0 s0 + y0 s1 + u0 s2 + v0 s3``."""
-    if not _contiguous(d0, s0, s1, s2, s3):
+    if not (_contiguous(d0, s0, s1, s2, s3) and _scalars(c, kind=types.Integer) and _scalars(x0, y0, u0, v0)):
         return None
     sig = types.void(d0, s0, s1, s2, s3, c, x0, y0, u0, v0)
 
@@ -98,7 +110,8 @@ def fma_row16(typingctx, d0, s0, s1, s2, s3, c, x0, y0, u0, v0):
 def dequantise16(typingctx, dst0, dst1, dst_offset, src, src_offset, qstep, q_offset):
     """Two rows of a block at once: ``float32(src[src_offset:+16]) * qstep[q_offset:+16]``, the
     first 8 to ``dst0[dst_offset:+8]``, the last 8 to ``dst1[dst_offset:+8]`` (int16 source)."""
-    if not (_contiguous(dst0, dst1, qstep) and _contiguous(src, dtype=types.int16)):
+    if not (_contiguous(dst0, dst1, qstep) and _contiguous(src, dtype=types.int16)
+            and _scalars(dst_offset, src_offset, q_offset, kind=types.Integer)):
         return None
     sig = types.void(dst0, dst1, dst_offset, src, src_offset, qstep, q_offset)
 
@@ -125,7 +138,8 @@ def band_dot4(typingctx, dst, dst_offset, dst_stride, r0, r1, r2, r3, src_offset
     """Four source rows against one banded operator block, eight outputs each: for ``k < 4``,
     ``dst[dst_offset + k dst_stride : +8] = sum_{c < taps} r_k[src_offset + c] *
     op[op_offset + 8 c : +8]`` (float32; flat offsets into C-contiguous arrays)."""
-    if not _contiguous(dst, r0, r1, r2, r3, op):
+    if not (_contiguous(dst, r0, r1, r2, r3, op)
+            and _scalars(dst_offset, dst_stride, src_offset, op_offset, taps, kind=types.Integer)):
         return None
     sig = types.void(dst, dst_offset, dst_stride, r0, r1, r2, r3, src_offset, op, op_offset, taps)
 
