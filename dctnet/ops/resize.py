@@ -306,23 +306,20 @@ def _column_pass(z, ring, pv, vlo, vhi, r_lo, row, vfreqs, nv, t, ho):
     width = z.shape[1]
     p = 0
     while p < nv:
+        two = p + 1 < nv                   # an odd last frequency goes alone
         f0 = vfreqs[p]
+        f1 = vfreqs[p + 1] if two else f0
         d0 = t[p * ho + row]
-        if p + 1 < nv:
-            f1 = vfreqs[p + 1]
-            d1 = t[(p + 1) * ho + row]
-            for r in range(0, taps, 4):
-                x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
-                x1, y1, u1, v1 = pv[row, f1, r], pv[row, f1, r + 1], pv[row, f1, r + 2], pv[row, f1, r + 3]
-                a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
-                s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+        d1 = t[(p + 1) * ho + row] if two else d0
+        for r in range(0, taps, 4):
+            x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
+            x1, y1, u1, v1 = pv[row, f1, r], pv[row, f1, r + 1], pv[row, f1, r + 2], pv[row, f1, r + 3]
+            a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
+            s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+            if two:
                 for c in range(0, width, 16):
                     fma_rows16(d0, d1, s0, s1, s2, s3, c, x0, y0, u0, v0, x1, y1, u1, v1)
-        else:                              # an odd last frequency alone
-            for r in range(0, taps, 4):
-                x0, y0, u0, v0 = pv[row, f0, r], pv[row, f0, r + 1], pv[row, f0, r + 2], pv[row, f0, r + 3]
-                a = 8 * ((vlo[row] - r_lo + (r >> 3)) % ring) + (r & 7)
-                s0, s1, s2, s3 = z[a], z[a + 1], z[a + 2], z[a + 3]
+            else:
                 for c in range(0, width, 16):
                     fma_row16(d0, s0, s1, s2, s3, c, x0, y0, u0, v0)
         p += 2
