@@ -525,11 +525,12 @@ def _batch_arguments(srcs: Iterable[JPEGSource], threads: int | None) -> tuple[l
 
 
 def _read_batch_native(objs: list, flags: bytes, threads: int, strict: bool, limits: dict[str, int],
-                       sink: int = 0, sink_context: int = 0, band_options: dict[str, int] | None = None) -> list:
+                       sink: int = 0, sink_context: int = 0, band_options: dict[str, int] | None = None,
+                       window: int = 0) -> list:
     """The native batch read (results, not yet built)."""
     return _native.read_batch(objs, strict, False, limits["max_pixels"], limits["max_scans"], threads, sink,
                               sink_context, path_flags=flags, max_bytes=limits["max_bytes"],
-                              max_scan_blocks=limits["max_scan_blocks"], **(band_options or {}))
+                              max_scan_blocks=limits["max_scan_blocks"], window=window, **(band_options or {}))
 
 
 class BatchResult(NamedTuple):
@@ -547,7 +548,8 @@ def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: in
                          strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                          max_scans: int = DEFAULT_MAX_SCANS, max_bytes: int | None = DEFAULT_MAX_BYTES,
                          max_scan_blocks: int | None = DEFAULT_MAX_SCAN_BLOCKS, bands: int | None = None,
-                         chroma_bands: int | None = None, band_sampling: BandSampling = "any") -> list:
+                         chroma_bands: int | None = None, band_sampling: BandSampling = "any",
+                         window: int = 0) -> list:
     """The native batch read with an image sink: a C callback (``kernels/native_module.cpp``,
     ``ImageSink``) that each reader thread calls right after decoding an image, on its thread.
     The low-level step under :func:`dctnet.ops.read_to_tensor`.
@@ -557,6 +559,12 @@ def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: in
         sink, sink_context: the callback's address and its context pointer (0, 0: none).
         threads, strict, max_pixels, max_scans, max_bytes, max_scan_blocks, bands, chroma_bands,
             band_sampling: as for :func:`read_dct_batch`.
+        window: 0, or the address of the sink's window query (``SinkWindow``): a C callback
+            that, given an image's header, names the blocks the sink will read. Band-ordered
+            files with restart intervals then skip the intervals outside them (their
+            contents are not looked at; ``docs/architecture.md`` §6). The query must refuse
+            exactly the images the sink refuses; an image it gave a window for and the sink
+            then refused is read again whole.
 
     Returns:
         One entry per source: ``None`` (the sink consumed the image, after its warnings were
@@ -566,7 +574,7 @@ def read_batch_with_sink(srcs: Sequence[JPEGSource], sink: int, sink_context: in
                           max_scan_blocks=max_scan_blocks)
     band_options = _band_options(bands, chroma_bands, band_sampling)
     objs, names, flags, threads = _batch_arguments(srcs, threads)
-    results = _read_batch_native(objs, flags, threads, strict, limits, sink, sink_context, band_options)
+    results = _read_batch_native(objs, flags, threads, strict, limits, sink, sink_context, band_options, window)
     del objs
     out = [_build(r, name, False) for r, name in zip(results, names)]
     del results

@@ -6,7 +6,9 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <new>
+#include <vector>
 
 namespace dctnet {
 
@@ -125,7 +127,7 @@ bool check_dc(Table* t) {
 }
 
 // MSB-first bit reader over entropy-coded data[p, end) (end: the marker after the scan).
-// Stuffed 0xFF 0x00 pairs give 0xFF; a restart marker fails the read. Past the end it
+// Stuffed 0xFF 0x00 pairs give 0xFF; a marker (data ends at restart markers) fails the read. Past the end it
 // supplies zero bytes and counts them: using any of those bits means the data was short.
 // The valid bits sit at the top of `buffer` (the next bit is bit 63), so looking ahead is a
 // constant shift and consuming is one shift: the short dependency chain of Huffman decoding.
@@ -223,6 +225,7 @@ constexpr int kNatural[64 + 16] = {
 struct FirstScanTables {
   Table dc[4];
   Table ac[4];
+  std::vector<size_t> restarts;  // offsets of the restart markers of the scan being decoded
 };
 
 FirstScanTables* make_first_scan_tables() { return new (std::nothrow) FirstScanTables(); }
@@ -269,6 +272,124 @@ bool ready(Table* t, bool dc) {
   if (!t->defined) return false;
   if (!t->derived && !derive(t, !dc)) return false;
   if (dc && !t->dc_checked && !check_dc(t)) return false;
+  return true;
+}
+
+// A rectangle of MCUs [row0, row1) x [col0, col1) of a scan.
+struct McuRect {
+  int row0, row1, col0, col1;
+  // Whether `count` MCUs from (row, col) on (raster order over rows of `cols` MCUs) meet the
+  // rectangle.
+  bool meets(int row, int col, uint64_t count, int cols) const {
+    if (row0 >= row1 || col0 >= col1) return false;
+    while (count > 0 && row < row1) {
+      const uint64_t in_row = std::min<uint64_t>(count, static_cast<uint64_t>(cols - col));
+      if (row >= row0 && col < col1 && col + static_cast<int64_t>(in_row) > col0) return true;
+      count -= in_row;
+      col = 0;
+      ++row;
+    }
+    return false;
+  }
+};
+
+// The MCUs of a scan that hold a block of some scanned component's window (their bounding
+// rectangle: a superset when components' windows differ).
+McuRect window_in_mcus(const FirstScanFrame& f, int ns, const int* comps) {
+  McuRect r{INT_MAX, 0, INT_MAX, 0};
+  for (int i = 0; i < ns; ++i) {
+    const int c = comps[i];
+    if (f.win_row0[c] >= f.win_row1[c] || f.win_col0[c] >= f.win_col1[c]) continue;
+    const int hs = ns == 1 ? 1 : f.h_samp[c], vs = ns == 1 ? 1 : f.v_samp[c];
+    r.row0 = std::min(r.row0, f.win_row0[c] / vs);
+    r.row1 = std::max(r.row1, (f.win_row1[c] + vs - 1) / vs);
+    r.col0 = std::min(r.col0, f.win_col0[c] / hs);
+    r.col1 = std::max(r.col1, (f.win_col1[c] + hs - 1) / hs);
+  }
+  return r;
+}
+
+// `count` MCUs from (my, mx) on of a DC first scan (decode_mcu_DC_first with Al = 0); the DC
+// predictions start from zero (a scan's or a restart interval's start).
+bool decode_dc_mcus(BitReader& br, const FirstScanFrame& f, int ns, const int* comps, Table* const* tabs,
+                    int mcu_cols, int my, int mx, uint64_t count) {
+  int last_dc[4] = {0, 0, 0, 0};
+  for (uint64_t m = 0; m < count; ++m) {
+    for (int i = 0; i < ns; ++i) {
+      const int c = comps[i];
+      const int hs = ns == 1 ? 1 : f.h_samp[c], vs = ns == 1 ? 1 : f.v_samp[c];
+      for (int by = 0; by < vs; ++by) {
+        int16_t* row = f.base[c] + ((static_cast<size_t>(my) * vs + by) * f.cols[c]) * 64;
+        for (int bx = 0; bx < hs; ++bx) {
+          br.ensure32();
+          int s = br.decode(tabs[i]);
+          if (s < 0) return false;
+          if (s) s = extend(br.take(s), s);
+          const long long value = static_cast<long long>(last_dc[i]) + s;
+          if (value > INT_MAX || value < INT_MIN) return false;
+          last_dc[i] = static_cast<int>(value);
+          row[(static_cast<size_t>(mx) * hs + bx) * 64] = static_cast<int16_t>(last_dc[i]);
+        }
+      }
+    }
+    if (++mx == mcu_cols) {
+      mx = 0;
+      ++my;
+    }
+  }
+  return true;
+}
+
+// `count` blocks from (y, x) on (raster order, `cols` per row) of an AC first scan of one component
+// (decode_mcu_AC_first with Al = 0); the end-of-band run starts at zero.
+bool decode_ac_blocks(BitReader& br, const Table* t, int16_t* base, size_t stride, int cols, int y, int x,
+                      uint64_t count, int ss, int se) {
+  unsigned int eobrun = 0;
+  int16_t* row = base + static_cast<size_t>(y) * stride * 64;
+  for (uint64_t m = 0; m < count; ++m) {
+    int16_t* block = row + static_cast<size_t>(x) * 64;
+    if (++x == cols) {
+      x = 0;
+      row += stride * 64;
+    }
+    if (eobrun > 0) {
+      --eobrun;
+      continue;
+    }
+    for (int k = ss; k <= se; ++k) {
+      br.ensure32();
+      const int fast = t->fast_ac[br.peek(kLookahead)];
+      if (fast != 0) {
+        const int run = (fast >> 4) & 15;
+        br.skip(fast & 15);
+        if ((fast >> 8) == 0) {  // EOB: this block is done (an end-of-band run of 1)
+          if (run == 0) break;
+          k += 15;               // ZRL
+          continue;
+        }
+        k += run;
+        if (k > se) return false;
+        block[kNatural[k]] = static_cast<int16_t>(fast >> 8);
+        continue;
+      }
+      int s = br.decode(t);
+      if (s < 0) return false;
+      int r = s >> 4;
+      s &= 15;
+      if (s) {
+        k += r;
+        if (k > se) return false;  // libjpeg would write outside the scan's bands
+        block[kNatural[k]] = static_cast<int16_t>(extend(br.take(s), s));
+      } else if (r == 15) {
+        k += 15;
+      } else {
+        eobrun = 1u << r;
+        if (r) eobrun += br.take(r);
+        --eobrun;
+        break;
+      }
+    }
+  }
   return true;
 }
 
@@ -329,7 +450,11 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
     }
     if (blocks_in_mcu > 10) return false;  // D_MAX_BLOCKS_IN_MCU
     if (f.max_scan_blocks > 0 && scan_blocks > f.max_scan_blocks) return false;
-    // The entropy-coded data runs to the next marker that is not stuffing or a restart.
+    // The entropy-coded data runs to the next marker that is not stuffing or a restart; the
+    // restart markers' offsets are kept (they must come in sequence: RST0, RST1, ...).
+    std::vector<size_t>& restarts = tables->restarts;
+    restarts.clear();
+    bool out_of_sequence = false;
     size_t data_end = pos;
     while (true) {
       const void* ff = std::memchr(data + data_end, 0xFF, end - data_end);
@@ -340,90 +465,56 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
       data_end = static_cast<size_t>(static_cast<const uint8_t*>(ff) - data);
       if (data_end + 1 >= end) break;
       const uint8_t next = data[data_end + 1];
-      if (next == 0x00 || (next >= 0xD0 && next <= 0xD7)) {
+      if (next == 0x00) {
+        data_end += 2;
+        continue;
+      }
+      if (next >= 0xD0 && next <= 0xD7) {
+        if (next != 0xD0 + (restarts.size() & 7)) out_of_sequence = true;
+        try {
+          restarts.push_back(data_end);
+        } catch (const std::bad_alloc&) {
+          return false;  // libjpeg decodes it instead
+        }
         data_end += 2;
         continue;
       }
       break;
     }
-    BitReader br{data + pos, data + data_end, 0, 0, 0, false};
-    if (ss == 0) {
-      // DC first scan (decode_mcu_DC_first with Al = 0).
-      int last_dc[4] = {0, 0, 0, 0};
-      const int mcu_rows = ns == 1 ? f.height_in_blocks[comps[0]] : f.mcu_rows;
-      const int mcu_cols = ns == 1 ? f.width_in_blocks[comps[0]] : f.mcus_per_row;
-      for (int my = 0; my < mcu_rows; ++my) {
-        for (int mx = 0; mx < mcu_cols; ++mx) {
-          for (int i = 0; i < ns; ++i) {
-            const int c = comps[i];
-            const int hs = ns == 1 ? 1 : f.h_samp[c], vs = ns == 1 ? 1 : f.v_samp[c];
-            for (int by = 0; by < vs; ++by) {
-              int16_t* row = f.base[c] + ((static_cast<size_t>(my) * vs + by) * f.cols[c]) * 64;
-              for (int bx = 0; bx < hs; ++bx) {
-                br.ensure32();
-                int s = br.decode(tabs[i]);
-                if (s < 0) return false;
-                if (s) s = extend(br.take(s), s);
-                const long long value = static_cast<long long>(last_dc[i]) + s;
-                if (value > INT_MAX || value < INT_MIN) return false;
-                last_dc[i] = static_cast<int>(value);
-                row[(static_cast<size_t>(mx) * hs + bx) * 64] = static_cast<int16_t>(last_dc[i]);
-              }
-            }
-          }
-        }
+    const int mcu_rows = ns == 1 ? f.height_in_blocks[comps[0]] : f.mcu_rows;
+    const int mcu_cols = ns == 1 ? f.width_in_blocks[comps[0]] : f.mcus_per_row;
+    const uint64_t mcus = static_cast<uint64_t>(mcu_rows) * mcu_cols;
+    const uint64_t interval = f.restart_interval;
+    const uint64_t intervals = interval == 0 ? 1 : (mcus + interval - 1) / interval;
+    // libjpeg writes a marker between intervals, none after the last; anything else is
+    // libjpeg's to judge (it resynchronises, or fails in strict mode).
+    if (out_of_sequence || mcus == 0 || restarts.size() != intervals - 1) return false;
+    McuRect needed{0, mcu_rows, 0, mcu_cols};
+    if (f.windowed && interval > 0) needed = window_in_mcus(f, ns, comps);
+    // Each interval's first MCU, as a position and a row and column (kept without divisions).
+    const uint64_t step_rows = interval / mcu_cols, step_cols = interval % mcu_cols;
+    int row = 0, col = 0;
+    for (uint64_t k = 0; k < intervals; ++k) {
+      const uint64_t first = k * interval;
+      const uint64_t last = interval == 0 ? mcus : std::min(first + interval, mcus);
+      const int first_row = row, first_col = col;
+      row += static_cast<int>(step_rows);
+      col += static_cast<int>(step_cols);
+      if (col >= mcu_cols) {
+        col -= mcu_cols;
+        ++row;
       }
-    } else {
-      // AC first scan of one component (decode_mcu_AC_first with Al = 0).
-      const int c = comps[0];
-      const Table* t = tabs[0];
-      unsigned int eobrun = 0;
-      const int rows = f.height_in_blocks[c], cols = f.width_in_blocks[c];
-      for (int y = 0; y < rows; ++y) {
-        int16_t* row = f.base[c] + static_cast<size_t>(y) * f.cols[c] * 64;
-        for (int x = 0; x < cols; ++x) {
-          if (eobrun > 0) {
-            --eobrun;
-            continue;
-          }
-          int16_t* block = row + static_cast<size_t>(x) * 64;
-          for (int k = ss; k <= se; ++k) {
-            br.ensure32();
-            const int fast = t->fast_ac[br.peek(kLookahead)];
-            if (fast != 0) {
-              const int run = (fast >> 4) & 15;
-              br.skip(fast & 15);
-              if ((fast >> 8) == 0) {  // EOB: this block is done (an end-of-band run of 1)
-                if (run == 0) break;
-                k += 15;               // ZRL
-                continue;
-              }
-              k += run;
-              if (k > se) return false;
-              block[kNatural[k]] = static_cast<int16_t>(fast >> 8);
-              continue;
-            }
-            int s = br.decode(t);
-            if (s < 0) return false;
-            int r = s >> 4;
-            s &= 15;
-            if (s) {
-              k += r;
-              if (k > se) return false;  // libjpeg would write outside the scan's bands
-              block[kNatural[k]] = static_cast<int16_t>(extend(br.take(s), s));
-            } else if (r == 15) {
-              k += 15;
-            } else {
-              eobrun = 1u << r;
-              if (r) eobrun += br.take(r);
-              --eobrun;
-              break;
-            }
-          }
-        }
-      }
+      // not decoded: its blocks stay zero
+      if (!needed.meets(first_row, first_col, last - first, mcu_cols)) continue;
+      const size_t from = k == 0 ? pos : restarts[k - 1] + 2;
+      const size_t to = k + 1 < intervals ? restarts[k] : data_end;
+      BitReader br{data + from, data + to, 0, 0, 0, false};
+      const bool decoded = ss == 0 ? decode_dc_mcus(br, f, ns, comps, tabs, mcu_cols, first_row, first_col,
+                                                    last - first)
+                                   : decode_ac_blocks(br, tabs[0], f.base[comps[0]], f.cols[comps[0]], mcu_cols,
+                                                      first_row, first_col, last - first, ss, se);
+      if (!decoded || !br.finished_exactly()) return false;
     }
-    if (!br.finished_exactly()) return false;
     pos = data_end;
   }
   return pos == end;

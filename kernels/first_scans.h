@@ -5,7 +5,12 @@
 // byte, which would eat most of what stopping early saves. The scans of a band-ordered file
 // are all "first" scans at full precision (Ah = Al = 0: each band coded once, no refinement),
 // the simplest kind, and this decoder handles exactly those: DC first scans (interleaved or
-// not) and AC first scans, Huffman-coded, without restart intervals.
+// not) and AC first scans, Huffman-coded, with or without restart intervals.
+//
+// With restart intervals (a fixed interval from the frame header's DRI) and a block window,
+// the intervals that hold no block of the window are skipped: found by their markers, not
+// decoded, their blocks left zero. What lies in them is not looked at (as with the scans after
+// a band-limited read's read point); the markers themselves must all be there, in sequence.
 //
 // It is an accelerator, never an authority: it reports failure on anything it does not
 // handle and on anything libjpeg might treat differently (an invalid code, a run past the
@@ -29,6 +34,11 @@ struct FirstScanFrame {
   size_t cols[10];             // blocks per row of each array
   int mcus_per_row, mcu_rows;  // of interleaved scans
   uint64_t max_scan_blocks;    // 0: no limit
+  unsigned int restart_interval;  // MCUs per restart interval (DRI before the first scan); 0: none
+  // Block window (half-open, in blocks of each component's plane): with restart intervals,
+  // only the intervals holding a block of some scanned component's window are decoded.
+  bool windowed;
+  int win_row0[10], win_row1[10], win_col0[10], win_col1[10];
 };
 
 struct FirstScanTables;        // Huffman tables (opaque; see make_first_scan_tables)

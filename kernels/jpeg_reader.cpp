@@ -382,7 +382,9 @@ BandPlan plan_band_read(const uint8_t* data, size_t size, const ReadOptions& opt
 // fill (ArrayPlan, planned from the header libjpeg read). false: not decoded (the arrays may
 // hold partial output).
 bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan& band_plan,
-                     const ReadOptions& options, FirstScanTables* tables) {
+                     const ReadOptions& options, const ReadResult& header, FirstScanTables* tables,
+                     bool* windowed) {
+  *windowed = false;
   if (tables == nullptr || cinfo->num_components > kMaxComponents) return false;
   const ArrayPlan* plan = &static_cast<ClientData*>(cinfo->client_data)->plan;
   FirstScanFrame frame;
@@ -410,6 +412,20 @@ bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan
   frame.mcus_per_row = static_cast<int>((cinfo->image_width + 8 * max_h - 1) / (8 * max_h));
   frame.mcu_rows = static_cast<int>((cinfo->image_height + 8 * max_v - 1) / (8 * max_v));
   frame.max_scan_blocks = options.max_scan_blocks;
+  frame.restart_interval = cinfo->restart_interval;
+  if (options.window != nullptr && cinfo->restart_interval > 0) {
+    BlockWindow window;
+    std::memset(&window, 0, sizeof(window));
+    if (options.window(options.window_context, options.window_index, header, &window)) {
+      frame.windowed = true;
+      for (int c = 0; c < cinfo->num_components; ++c) {
+        frame.win_row0[c] = window.row0[c];
+        frame.win_row1[c] = window.row1[c];
+        frame.win_col0[c] = window.col0[c];
+        frame.win_col1[c] = window.col1[c];
+      }
+    }
+  }
   HuffmanSpec dc[4], ac[4];
   for (int i = 0; i < 4; ++i) {
     const JHUFF_TBL* d = cinfo->dc_huff_tbl_ptrs[i];
@@ -417,7 +433,9 @@ bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan
     dc[i] = d ? HuffmanSpec{d->bits, d->huffval} : HuffmanSpec{nullptr, nullptr};
     ac[i] = a ? HuffmanSpec{a->bits, a->huffval} : HuffmanSpec{nullptr, nullptr};
   }
-  return decode_first_scans(data, band_plan.first_scan, band_plan.scans_end, frame, dc, ac, tables);
+  const bool decoded = decode_first_scans(data, band_plan.first_scan, band_plan.scans_end, frame, dc, ac, tables);
+  *windowed = decoded && frame.windowed;
+  return decoded;
 }
 
 }  // namespace
@@ -598,9 +616,10 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
     for (int c = 0; c < cinfo->num_components; ++c) {
       plan->base[c] = reinterpret_cast<JBLOCKROW>(static_cast<char*>(result->buffer) + result->plane_offset[c]);
     }
-    if (options.direct_first_scans && band_plan.first_scans && !cinfo->arith_code && cinfo->restart_interval == 0 &&
-        band_plan.first_scan > 0) {
-      decoded_directly = decode_directly(cinfo, data, band_plan, options, s->first_scan_tables);
+    if (options.direct_first_scans && band_plan.first_scans && !cinfo->arith_code && band_plan.first_scan > 0) {
+      bool windowed = false;
+      decoded_directly = decode_directly(cinfo, data, band_plan, options, *result, s->first_scan_tables, &windowed);
+      result->windowed = windowed ? 1 : 0;
       if (!decoded_directly) {
         // libjpeg decodes the same bytes and decides (its result or its error).
         std::memset(static_cast<char*>(result->buffer) + result->plane_offset[0], 0,

@@ -21,6 +21,18 @@ enum ErrorKind : int {
   kInvalid = 5,      // data libjpeg accepts but dctnet cannot use (zero quantisation step)
 };
 
+struct ReadResult;
+
+// Blocks of each component's plane that a reader's caller will use (half-open ranges; empty:
+// none of that component).
+struct BlockWindow {
+  int row0[kMaxComponents], row1[kMaxComponents], col0[kMaxComponents], col1[kMaxComponents];
+};
+
+// Asked once the header is read (geometry in `header`: size, components, sampling, blocks);
+// true and `window` filled when the caller will use only that window of the image.
+using WindowQuery = bool (*)(void* context, int64_t index, const ReadResult& header, BlockWindow* window);
+
 struct ReadOptions {
   bool strict = true;             // corruption warnings are errors
   bool header_only = false;       // stop after the header: no coefficients
@@ -40,6 +52,13 @@ struct ReadOptions {
   // Full-precision first scans (band-ordered files) through first_scans.cpp; false: libjpeg
   // decodes everything (the tests compare the two).
   bool direct_first_scans = true;
+  // Optional block window (read_to_tensor's crop): a band-ordered file with restart intervals
+  // read through first_scans.cpp skips the intervals outside it (ReadResult::windowed; the
+  // blocks outside the window are then not the file's, zero or not). Any other file, and a
+  // file the direct decoder hands to libjpeg, is read whole.
+  WindowQuery window = nullptr;
+  void* window_context = nullptr;
+  int64_t window_index = 0;
 };
 
 // Everything a read produces. `buffer` (from acquire_buffer) is one block the caller takes
@@ -74,6 +93,9 @@ struct ReadResult {
   // Bands each component holds: 64 (whole read), or what a band-limited read kept (the
   // bands above are zero).
   int bands_read[kMaxComponents] = {0};
+  // Nonzero: only ReadOptions::window's blocks were decoded (restart intervals outside it
+  // were skipped).
+  int windowed = 0;
   // Bytes of the input used: read from the file (paths), or given to the decoder (buffers).
   size_t bytes_read = 0;
   // Warnings that do not affect coefficients (unknown JFIF revision, bad ICC marker, ...).

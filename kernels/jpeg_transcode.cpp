@@ -146,7 +146,7 @@ void requantize(j_decompress_ptr src, j_compress_ptr dst, jvirt_barray_ptr* coef
 }  // namespace
 
 void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_ends, int num_groups,
-                            uint64_t max_pixels, TranscodeResult* result, const uint16_t* requant_tables) {
+                            uint64_t max_pixels, TranscodeResult* result, const uint16_t* requant_tables, unsigned int restart_interval) {
   if (requant_tables != nullptr && num_groups != 0) {
     result->kind = kInvalid;
     std::snprintf(result->message, kMessageSize, "a requantised file is baseline sequential (no band groups)");
@@ -236,6 +236,8 @@ void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_e
   }
   // Requantised files: the standard Huffman tables (what an encoder at that quality writes).
   job->dst.optimize_coding = requant_tables == nullptr ? TRUE : FALSE;
+  job->dst.restart_interval = restart_interval;  // jpeg_copy_critical_parameters leaves it 0
+  job->dst.restart_in_rows = 0;
   job->dest.capacity = size / 2 + 4096;
   job->dest.buffer = static_cast<uint8_t*>(std::malloc(job->dest.capacity));
   if (job->dest.buffer == nullptr) ERREXIT1(&job->dst, JERR_OUT_OF_MEMORY, 11);

@@ -30,8 +30,12 @@ struct TranscodeResult {
 // table, the others the second. Then the file is baseline sequential with the standard
 // Huffman tables and no APPn/COM markers (num_groups must be 0), and the input must be YCbCr
 // or grayscale.
+//
+// restart_interval (0: none): a restart marker every that many MCUs in every scan (a
+// non-interleaved scan's MCU is one block), so that a reader can skip the intervals that hold
+// no block it needs (ReadOptions::window).
 void transcode_band_ordered(const uint8_t* data, size_t size, const int* group_ends, int num_groups,
                             uint64_t max_pixels, TranscodeResult* result,
-                            const uint16_t* requant_tables = nullptr);
+                            const uint16_t* requant_tables = nullptr, unsigned int restart_interval = 0);
 
 }  // namespace dctnet

@@ -140,25 +140,62 @@ constexpr int kViewWidth = 18;       // image width in pixels
 constexpr int kViewHeight = 19;      // image height in pixels
 constexpr int kViewSize = 20;
 
-// Offers a successful read to the sink. Returns true when the sink consumed it.
-bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) {
-  if (r->kind != dctnet::kOk || r->num_components > 3) return false;
-  int64_t view[kViewSize] = {0};
+// The sink's view of a read (planes and quantisation tables null for a header alone).
+void fill_view(const ReadResult* r, int64_t* view) {
+  std::fill(view, view + kViewSize, int64_t(0));
   view[kViewComponents] = r->num_components;
   view[kViewColorspace] = r->colorspace;
   view[kViewQtables] = reinterpret_cast<int64_t>(r->buffer);
   view[kViewWidth] = r->width;
   view[kViewHeight] = r->height;
-  for (int c = 0; c < r->num_components; ++c) {
-    view[kViewPlanes + c] = reinterpret_cast<int64_t>(static_cast<char*>(r->buffer) + r->plane_offset[c]);
+  for (int c = 0; c < r->num_components && c < 3; ++c) {
+    if (r->buffer != nullptr) {
+      view[kViewPlanes + c] = reinterpret_cast<int64_t>(static_cast<char*>(r->buffer) + r->plane_offset[c]);
+    }
     view[kViewRows + c] = r->height_in_blocks[c];
     view[kViewCols + c] = r->width_in_blocks[c];
     view[kViewHSamp + c] = r->h_samp[c];
     view[kViewVSamp + c] = r->v_samp[c];
   }
+}
+
+// Offers a successful read to the sink. Returns true when the sink consumed it.
+bool offer_to_sink(ImageSink sink, void* context, int64_t index, ReadResult* r) {
+  if (r->kind != dctnet::kOk || r->num_components > 3) return false;
+  int64_t view[kViewSize];
+  fill_view(r, view);
   if (sink(context, index, view) != 0) return false;
   dctnet::release_buffer(r->buffer);
   r->buffer = nullptr;
+  return true;
+}
+
+// Optional companion of an ImageSink: the blocks the sink will read of an image, from its
+// header (the view of fill_view without planes), as int64 [row0, row1, col0, col1] per
+// component (3). Returns 0 when it gives a window, nonzero when the sink would not consume
+// the image (it is then read whole).
+using SinkWindow = int32_t (*)(void* context, int64_t index, const int64_t* view, int64_t* window);
+
+struct WindowContext {
+  SinkWindow query;
+  void* context;
+};
+
+bool query_window(void* context, int64_t index, const ReadResult& header, dctnet::BlockWindow* window) {
+  if (header.num_components > 3) return false;
+  const auto* w = static_cast<const WindowContext*>(context);
+  int64_t view[kViewSize];
+  ReadResult copy_free = header;   // (the header's geometry; no buffer)
+  copy_free.buffer = nullptr;
+  fill_view(&copy_free, view);
+  int64_t out[12] = {0};
+  if (w->query(w->context, index, view, out) != 0) return false;
+  for (int c = 0; c < header.num_components; ++c) {
+    window->row0[c] = static_cast<int>(out[4 * c]);
+    window->row1[c] = static_cast<int>(out[4 * c + 1]);
+    window->col0[c] = static_cast<int>(out[4 * c + 2]);
+    window->col1[c] = static_cast<int>(out[4 * c + 3]);
+  }
   return true;
 }
 
@@ -266,10 +303,16 @@ nb::object py_read(nb::handle src_obj, bool strict, bool header_only, uint64_t m
 nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_t max_pixels,
                        int max_scans, int threads, uintptr_t sink_address, uintptr_t sink_context,
                        nb::object path_flags, uint64_t max_bytes, uint64_t max_scan_blocks, int bands,
-                       int chroma_bands, int band_sampling) {
+                       int chroma_bands, int band_sampling, uintptr_t window_address) {
   ReadOptions options = make_options(strict, header_only, max_pixels, max_scans, max_bytes, max_scan_blocks,
                                      bands, chroma_bands, band_sampling);
   if (sink_address != 0 && header_only) throw nb::value_error("a sink needs coefficients (header_only=False)");
+  if (window_address != 0 && sink_address == 0) throw nb::value_error("a sink window needs a sink");
+  WindowContext window_context{reinterpret_cast<SinkWindow>(window_address), reinterpret_cast<void*>(sink_context)};
+  if (window_address != 0) {
+    options.window = query_window;
+    options.window_context = &window_context;
+  }
   auto sink = reinterpret_cast<ImageSink>(sink_address);
   auto* context = reinterpret_cast<void*>(sink_context);
   const size_t n = nb::len(srcs);
@@ -299,8 +342,20 @@ nb::list py_read_batch(nb::sequence srcs, bool strict, bool header_only, uint64_
     std::atomic<size_t> next{0};
     auto work = [&](Decompressor& d) {
       for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-        read_one(d, sources[i], options, &results[i]);
-        if (sink != nullptr) offer_to_sink(sink, context, static_cast<int64_t>(i), &results[i]);
+        ReadOptions item = options;
+        item.window_index = static_cast<int64_t>(i);
+        read_one(d, sources[i], item, &results[i]);
+        if (sink == nullptr || offer_to_sink(sink, context, static_cast<int64_t>(i), &results[i])) continue;
+        if (results[i].windowed) {
+          // The sink declined an image read only in part (its window and its decision should
+          // agree; if they ever do not, the image is read again whole rather than returned
+          // with blocks missing).
+          dctnet::release_buffer(results[i].buffer);
+          results[i] = ReadResult();
+          item.window = nullptr;
+          read_one(d, sources[i], item, &results[i]);
+          offer_to_sink(sink, context, static_cast<int64_t>(i), &results[i]);
+        }
       }
     };
     // Threads that cannot be created (address-space or process limits) are not an error:
@@ -397,14 +452,15 @@ nb::tuple py_scan_script(nb::bytes data, int max_scans) {
 // Transcoding (jpeg_transcode.h): the new file's bytes, or (kind, 0, message) on failure.
 // requant: empty, or 128 quantisation steps (luma, chroma; natural order) to requantise with.
 nb::object py_transcode(nb::bytes data, std::vector<int> group_ends, uint64_t max_pixels,
-                        std::vector<uint16_t> requant) {
+                        std::vector<uint16_t> requant, unsigned int restart_interval) {
   if (!requant.empty() && requant.size() != 128) throw nb::value_error("requant takes 2 x 64 steps");
+  if (restart_interval > 65535) throw nb::value_error("restart_interval must be in 0..65535");
   dctnet::TranscodeResult result;
   {
     nb::gil_scoped_release release;
     dctnet::transcode_band_ordered(reinterpret_cast<const uint8_t*>(data.c_str()), data.size(), group_ends.data(),
                                    static_cast<int>(group_ends.size()), max_pixels, &result,
-                                   requant.empty() ? nullptr : requant.data());
+                                   requant.empty() ? nullptr : requant.data(), restart_interval);
   }
   if (result.kind != dctnet::kOk) return nb::make_tuple(result.kind, 0, nb::str(result.message));
   nb::bytes out(reinterpret_cast<const char*>(result.data), result.size);
@@ -424,10 +480,10 @@ NB_MODULE(_native, m) {
         nb::arg("max_pixels"), nb::arg("max_scans"), nb::arg("threads"), nb::arg("sink") = 0,
         nb::arg("sink_context") = 0, nb::arg("path_flags") = nb::none(), nb::arg("max_bytes") = 0,
         nb::arg("max_scan_blocks") = 0, nb::arg("bands") = 64, nb::arg("chroma_bands") = -1,
-        nb::arg("band_sampling") = 0);
+        nb::arg("band_sampling") = 0, nb::arg("window") = 0);
   m.def("scan_script", &py_scan_script, nb::arg("data"), nb::arg("max_scans"));
   m.def("transcode", &py_transcode, nb::arg("data"), nb::arg("group_ends"), nb::arg("max_pixels"),
-        nb::arg("requant") = std::vector<uint16_t>());
+        nb::arg("requant") = std::vector<uint16_t>(), nb::arg("restart_interval") = 0);
   m.attr("LIBJPEG_VERSION") = JPEG_LIB_VERSION;
 #ifdef LIBJPEG_TURBO_VERSION_NUMBER
   m.attr("LIBJPEG_TURBO_VERSION") = LIBJPEG_TURBO_VERSION_NUMBER;

@@ -208,9 +208,10 @@ CONSUMED, NOT_FAST_PATH, TOO_SMALL = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def _sink_body(context, index, view):
-    ctx = carray(context, (CTX_SIZE,), np.int64)
-    v = carray(view, (VIEW_SIZE,), np.int64)
+def _crop_origin(ctx, index, v):
+    """``(status, top, left)``: whether the sink takes the image (``CONSUMED``) and the crop's
+    top-left corner in Y blocks; from the image's geometry alone (the header), so that the
+    reader can ask before decoding which blocks the sink will read (:func:`_window_body`)."""
     kind = ctx[CTX_KIND]
     hb = ctx[CTX_HB]
     wb = ctx[CTX_WB]
@@ -219,19 +220,18 @@ def _sink_body(context, index, view):
     wy = v[VIEW_COLS]
     if ncomp == 3:
         if v[VIEW_COLORSPACE] != _JCS_YCBCR:
-            return NOT_FAST_PATH
+            return NOT_FAST_PATH, 0, 0
         if kind == KIND_Y_ONLY:
             if (v[VIEW_HSAMP] < max(v[VIEW_HSAMP + 1], v[VIEW_HSAMP + 2])
                     or v[VIEW_VSAMP] < max(v[VIEW_VSAMP + 1], v[VIEW_VSAMP + 2])):
-                return NOT_FAST_PATH
+                return NOT_FAST_PATH, 0, 0
         else:
             for c in range(3):                # the fast path reads 4:2:0 as is; others need resampling
                 want = 2 if c == 0 else 1
                 if v[VIEW_HSAMP + c] != want or v[VIEW_VSAMP + c] != want:
-                    return NOT_FAST_PATH
+                    return NOT_FAST_PATH, 0, 0
     elif ncomp != 1:
-        return NOT_FAST_PATH
-    colour = ncomp == 3 and kind != KIND_Y_ONLY
+        return NOT_FAST_PATH, 0, 0
     if kind == KIND_Y_ONLY:
         gh, gw, unit = hy, wy, 1
     elif ncomp == 1:
@@ -241,7 +241,7 @@ def _sink_body(context, index, view):
         gw = 2 * min(wy // 2, v[VIEW_COLS + 1], v[VIEW_COLS + 2])
         unit = 2
     if gh < hb or gw < wb:
-        return TOO_SMALL
+        return TOO_SMALL, 0, 0
     steps_v = (gh - hb) // unit
     steps_h = (gw - wb) // unit
     if ctx[CTX_RANDOM]:
@@ -251,6 +251,43 @@ def _sink_body(context, index, view):
     else:
         top = steps_v // 2 * unit
         left = steps_h // 2 * unit
+    return CONSUMED, top, left
+
+
+@njit(cache=True, nogil=True)
+def _window_body(context, index, view, window):
+    """The blocks :func:`_sink_body` will read of image ``index``, from its header: ``window``
+    int64 ``[row0, row1, col0, col1]`` per component (3; empty ranges for components it does
+    not read). Returns ``CONSUMED`` (0) with the window, or the sink's refusal."""
+    ctx = carray(context, (CTX_SIZE,), np.int64)
+    v = carray(view, (VIEW_SIZE,), np.int64)
+    w = carray(window, (12,), np.int64)
+    status, top, left = _crop_origin(ctx, index, v)
+    if status != CONSUMED:
+        return status
+    hb = ctx[CTX_HB]
+    wb = ctx[CTX_WB]
+    w[:] = 0
+    w[0], w[1], w[2], w[3] = top, top + hb, left, left + wb
+    if v[VIEW_COMPONENTS] == 3 and ctx[CTX_KIND] != KIND_Y_ONLY:
+        for c in (1, 2):
+            w[4 * c], w[4 * c + 1] = top // 2, top // 2 + hb // 2
+            w[4 * c + 2], w[4 * c + 3] = left // 2, left // 2 + wb // 2
+    return CONSUMED
+
+
+@njit(cache=True, nogil=True)
+def _sink_body(context, index, view):
+    ctx = carray(context, (CTX_SIZE,), np.int64)
+    v = carray(view, (VIEW_SIZE,), np.int64)
+    kind = ctx[CTX_KIND]
+    hb = ctx[CTX_HB]
+    wb = ctx[CTX_WB]
+    ncomp = v[VIEW_COMPONENTS]
+    status, top, left = _crop_origin(ctx, index, v)
+    if status != CONSUMED:
+        return status
+    colour = ncomp == 3 and kind != KIND_Y_ONLY
 
     address = np.zeros(3, np.int64)
     row_len = np.zeros(3, np.int64)
@@ -300,3 +337,19 @@ def sink_address() -> int:
 
         _SINK = sink
     return _SINK.address
+
+
+_WINDOW = None
+
+
+def window_address() -> int:
+    """Address of the sink's window query (a numba cfunc wrapping :func:`_window_body`; the
+    reader's ``SinkWindow``, ``kernels/native_module.cpp``), compiled on first use."""
+    global _WINDOW
+    if _WINDOW is None:
+        @cfunc(types.int32(types.voidptr, types.int64, types.voidptr, types.voidptr), cache=True, nopython=True)
+        def window(context, index, view, out):
+            return _window_body(context, index, view, out)
+
+        _WINDOW = window
+    return _WINDOW.address

@@ -273,9 +273,10 @@ def _read_to_tensor(srcs, layout, size, crop, flip, generator, out, threads, str
     uniform = random_crop_draws(batch, generator) if crop == "random" else np.zeros((batch, 2))
     flips = flip_flags(flip, batch, generator)
     ctx, keep = _context(layout, batch, hb, wb, outs, crop, uniform, flips)
+    # window: band-ordered files with restart intervals are decoded only around the crop
     results = read_batch_with_sink(srcs, nk.sink_address(), ctx.ctypes.data, threads=threads, strict=strict,
                                    max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                                   max_scan_blocks=max_scan_blocks, **band_args)
+                                   max_scan_blocks=max_scan_blocks, window=nk.window_address(), **band_args)
     del keep
     errors: list[BaseException | None] = [None] * batch
     general: list[int] = []                  # not on the fast path: plan_geometry + numba, same draws
