@@ -32,10 +32,13 @@ read (dctnet.codec.read_dct). ``direct_decoder=False``: libjpeg decodes band-ord
 def read_batch(srcs: Sequence[_Source], strict: bool, header_only: bool, max_pixels: int, max_scans: int,
                threads: int, sink: int = 0, sink_context: int = 0, path_flags: bytes | None = None,
                max_bytes: int = 0, max_scan_blocks: int = 0, bands: int = 64, chroma_bands: int = -1,
-               band_sampling: int = 0) -> list[_Result]:
+               band_sampling: int = 0, window: int = 0) -> list[_Result]:
     """``sink``: address of ``int32 (*)(void* context, int64 index, const int64* view)`` called on the
     worker thread after each successful read; returning 0 consumes the image (its result is None, or
-    its warnings). ``path_flags``: one byte per source, nonzero for a path given as bytes. Problems
+    its warnings). ``window`` (with a sink): address of ``int32 (*)(void* context, int64 index,
+    const int64* view, int64* window)``, asked after the header (the view without planes) for the
+    blocks the sink will read (``[row0, row1, col0, col1]`` per component, 3; 0: given); restart
+    intervals outside them are skipped by the direct decoder. ``path_flags``: one byte per source, nonzero for a path given as bytes. Problems
     of one item (bad path, non-contiguous buffer) are that item's result. Threads that cannot be
     created give a RuntimeWarning and the batch is read on fewer. ``bands``, ``chroma_bands``,
     ``band_sampling``: as for :func:`read`."""
@@ -44,8 +47,10 @@ def scan_script(data: bytes, max_scans: int) -> tuple:
     """(progressive, arithmetic, num_components, [(components, Ss, Se, Ah, Al, start, end, complete,
     irregular), ...], truncated, problem) of a JPEG in memory (a marker walk, no decoding)."""
 
-def transcode(data: bytes, group_ends: list[int], max_pixels: int, requant: list[int] = ...) -> bytes | tuple:
+def transcode(data: bytes, group_ends: list[int], max_pixels: int, requant: list[int] = ...,
+              restart_interval: int = 0) -> bytes | tuple:
     """The band-ordered progressive version of a JPEG (``group_ends`` strictly increasing, ending with
     64; empty: sequential with optimised Huffman tables), or ``(kind, 0, message)`` on failure.
     ``requant`` (128 steps, luma then chroma, natural order; ``group_ends`` empty): every coefficient
-    requantised with these tables, written baseline with the standard Huffman tables, no APPn/COM."""
+    requantised with these tables, written baseline with the standard Huffman tables, no APPn/COM.
+    ``restart_interval``: MCUs between restart markers (0: none)."""

@@ -38,6 +38,7 @@ __all__ = [
     "transcode_progressive",
     "BandSampling",
     "DEFAULT_BAND_GROUPS",
+    "DEFAULT_RESTART_INTERVAL",
     "estimate_quality",
     "ijg_qtables",
     "read_source",
@@ -737,8 +738,15 @@ def scan_script(src: JPEGSource, *, max_scans: int = DEFAULT_MAX_SCANS,
 DEFAULT_BAND_GROUPS = (1, 6, 16, 64)
 
 
+#: Restart interval (MCUs) of ``dctnet prepare --progressive``'s files: what lets
+#: :func:`~dctnet.ops.read_to_tensor` decode only the restart intervals around its crop.
+#: 8 MCUs cost about 5 % in size against no restart markers (about +1 % against the baseline
+#: file) and read a 224 crop of 256 px files about 15 % faster (``benchmarks/README.md``).
+DEFAULT_RESTART_INTERVAL = 8
+
+
 def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_GROUPS, *,
-                          max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                          restart_interval: int = 0, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                           max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
     """Rewrite a JPEG as a band-ordered progressive JPEG, losslessly.
 
@@ -756,6 +764,12 @@ def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_G
             arithmetic; corrupt data is an error).
         bands: strictly increasing group boundaries (band counts) in 1..64; 64 is added when
             missing. E.g. ``(1, 6, 16, 64)``.
+        restart_interval: 0 (none), or a restart marker every that many MCUs (0..65535) in
+            every scan; a non-interleaved scan's MCU is one block, the interleaved DC scan's
+            one MCU of the sampling (e.g. 16x16 pixels for 4:2:0). Costs bytes (a marker,
+            byte alignment and a fresh DC prediction per interval); in exchange
+            :func:`~dctnet.ops.read_to_tensor` decodes only the intervals that hold blocks of
+            its crop. :data:`DEFAULT_RESTART_INTERVAL` is ``dctnet prepare``'s choice.
         max_pixels, max_bytes: as for :func:`read_dct`.
 
     Returns:
@@ -770,15 +784,18 @@ def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_G
         groups.append(64)
     if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
         raise ValueError(f"bands must be strictly increasing band counts in 1..64, not {tuple(bands)}")
-    return _transcode(src, groups, (), max_pixels, max_bytes)
+    if isinstance(restart_interval, bool) or not isinstance(restart_interval, (int, np.integer)) or \
+            not 0 <= restart_interval <= 65535:
+        raise ValueError(f"restart_interval must be an integer number of MCUs in 0..65535, not {restart_interval!r}")
+    return _transcode(src, groups, (), max_pixels, max_bytes, int(restart_interval))
 
 
 def _transcode(src: JPEGSource, groups: Sequence[int], requant: Sequence[int], max_pixels: int | None,
-               max_bytes: int | None) -> bytes:
+               max_bytes: int | None, restart_interval: int = 0) -> bytes:
     """The native transcoder's output, or its failure raised naming the source."""
     data, name = read_source(src, max_bytes=max_bytes)
     limit = check_limits(max_pixels=max_pixels)["max_pixels"]
-    out = _native.transcode(bytes(data), list(groups), limit, list(requant))
+    out = _native.transcode(bytes(data), list(groups), limit, list(requant), restart_interval)
     if isinstance(out, tuple):
         kind, _, message = out
         if kind == _KIND_MEMORY:

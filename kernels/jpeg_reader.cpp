@@ -677,9 +677,11 @@ void Decompressor::read(const uint8_t* data, size_t size, const ReadOptions& opt
   for (int c = 0; c < cinfo->num_components; ++c) result->bands_read[c] = band_plan.partial ? band_plan.bands[c] : 64;
   if (!options.header_only) {
     // Bands above the needed ones that the scans before the read point coded may be
-    // incomplete (a later scan refines them): zero, as the bands no scan reached.
+    // incomplete (a later scan refines them): zero, as the bands no scan reached. libjpeg
+    // also writes past a scan's last band on corrupt data (a run beyond Se: it does not
+    // check), so after libjpeg they are zeroed whatever the scans said.
     for (int c = 0; c < cinfo->num_components; ++c) {
-      if (!band_plan.partial || !band_plan.zero[c]) continue;
+      if (!band_plan.partial || (!band_plan.zero[c] && decoded_directly)) continue;
       JBLOCKROW base = plan->base[c];
       const size_t blocks = static_cast<size_t>(plan->rows[c]) * plan->cols[c];
       const int first = band_plan.bands[c];

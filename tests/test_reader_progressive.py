@@ -216,7 +216,8 @@ def test_scans_in_unexpected_orders(originals, tmp_path):
             img = dctnet.read_dct(out, bands=n)
             expected = truncated_bands(base.planes, n) if img.partial else base.planes
             assert_planes_equal(img.planes, expected, f"{what} n={n}")
-            assert img.bytes_read == scan_script(out).prefix_bytes(n) or not img.partial
+            assert img.bytes_read == scan_script(out).prefix_bytes(n)
+        assert native_outcome(native_read(out, n, True, True)) == native_outcome(native_read(out, n, False, True)) or not img.partial
     # "one component whole first" holds bands 0..5 of every component before its last scans
     img = dctnet.read_dct(jpegtran_script(data, orders["one component whole first"], tmp_path), bands=6)
     assert img.partial
@@ -383,12 +384,15 @@ class Files(list):
 
 @pytest.fixture(scope="module")
 def small_band_ordered(originals) -> Files:
-    return Files(transcode_progressive(originals[n]) for n in ("2_420", "2_gray"))
+    """Two small band-ordered files, then the same with restart intervals (3 and 1 MCUs)."""
+    return Files([transcode_progressive(originals[n]) for n in ("2_420", "2_gray")]
+                 + [transcode_progressive(originals["2_420"], restart_interval=3),
+                    transcode_progressive(originals["2_gray"], restart_interval=1)])
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(which=st.integers(0, 1), pos=st.integers(0, 2**31), value=st.integers(0, 255),
+@given(which=st.integers(0, 3), pos=st.integers(0, 2**31), value=st.integers(0, 255),
        cut=st.none() | st.integers(0, 2**31), bands=st.sampled_from([1, 6, 16, 64]), strict=st.booleans())
 def test_fuzz_band_limited_reads_never_crash(small_band_ordered, which, pos, value, cut, bands, strict):
     data = bytearray(small_band_ordered[which])
@@ -436,15 +440,22 @@ def test_prepare_writes_band_ordered_files(tmp_path, photos):
     for p in photos[:3]:
         a, b = tmp_path / "base" / p.name, tmp_path / "prog" / p.name
         assert scan_script(b).band_groups == (1, 6, 16, 64)
+        assert dctnet.read_dct(a).restart_interval == 0
+        assert dctnet.read_dct(b).restart_interval == dctnet.codec.DEFAULT_RESTART_INTERVAL
         assert_planes_equal(dctnet.read_dct(b).planes, dctnet.read_dct(a).planes, p.name)
     res = subprocess.run([sys.executable, "-m", "dctnet", "prepare", str(src), str(tmp_path / "cli"), "-s", "48",
-                          "--progressive", "1,6,16", "--no-progress"], capture_output=True, text=True)
+                          "--progressive", "1,6,16", "--restart-interval", "3", "--no-progress"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "against baseline" in res.stderr
     assert scan_script(tmp_path / "cli" / photos[0].name).band_groups == (1, 6, 16, 64)
-    res = subprocess.run([sys.executable, "-m", "dctnet", "prepare", str(src), str(tmp_path / "bad"),
-                          "--progressive", "6,1", "--no-progress"], capture_output=True, text=True)
-    assert res.returncode == 2 and "strictly increasing" in res.stderr
+    assert dctnet.read_dct(tmp_path / "cli" / photos[0].name).restart_interval == 3
+    for switches, message in ((["--progressive", "6,1"], "strictly increasing"),
+                              (["--progressive", "1,16", "--restart-interval", "70000"], "0..65535"),
+                              (["--restart-interval", "4"], "--progressive files only")):
+        res = subprocess.run([sys.executable, "-m", "dctnet", "prepare", str(src), str(tmp_path / "bad"), *switches,
+                              "--no-progress"], capture_output=True, text=True)
+        assert res.returncode == 2 and message in res.stderr, (switches, res.stderr)
 
 
 def native_read(data: bytes, bands: int, direct: bool, strict: bool):
@@ -473,7 +484,7 @@ def test_direct_decoder_matches_libjpeg_on_real_files(originals):
 
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(which=st.integers(0, 1), edits=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size=4),
+@given(which=st.integers(0, 3), edits=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size=4),
        cut=st.none() | st.integers(0, 2**31), bands=st.sampled_from([1, 6, 16, 64]), strict=st.booleans())
 def test_fuzz_direct_decoder_agrees_with_libjpeg(small_band_ordered, which, edits, cut, bands, strict):
     """On damaged band-ordered files the direct decoder either gives libjpeg's outcome or
@@ -492,7 +503,9 @@ def test_fuzz_direct_decoder_agrees_with_libjpeg(small_band_ordered, which, edit
 
 @pytest.mark.parametrize("switches", [["-arithmetic"], ["-restart", "2"], ["-restart", "3B"]])
 def test_arithmetic_and_restart_band_ordered_files(originals, tmp_path, switches):
-    """Files the direct decoder leaves to libjpeg: still cut at the read point, still exact."""
+    """Files written by jpegtran: arithmetic coding (left to libjpeg) and restart intervals
+    (decoded directly, the same as libjpeg decodes them): still cut at the read point, still
+    exact."""
     data = originals["1_420"]
     script = tmp_path / "s.txt"
     script.write_text("0,1,2: 0-0, 0, 0 ;\n" + "".join(f"{c}: {a}-{b}, 0, 0 ;\n" for a, b in ((1, 5), (6, 63))
@@ -507,3 +520,143 @@ def test_arithmetic_and_restart_band_ordered_files(originals, tmp_path, switches
         assert img.bands_read == (n,) * 3
         assert_planes_equal(img.planes, truncated_bands(base.planes, n), f"{switches} n={n}")
         assert img.bytes_read == scan_script(out).prefix_bytes(n)
+        assert native_outcome(native_read(out, n, True, True)) == native_outcome(native_read(out, n, False, True))
+
+
+# --- restart intervals: reading only around the crop -------------------------------------------
+
+def restart_markers(data: bytes, index: int) -> list[int]:
+    """Offsets of the RSTn markers in scan ``index``'s entropy-coded data."""
+    start, end = scan_bytes(data, index)
+    out, pos = [], start
+    while True:
+        pos = data.find(b"\xff", pos, end)
+        if pos < 0 or pos + 1 >= end:
+            return out
+        if 0xD0 <= data[pos + 1] <= 0xD7:
+            out.append(pos)
+        pos += 2
+
+
+def test_restart_intervals_are_written_and_read_exactly(originals):
+    """Every sampling, several interval lengths: lossless, band-ordered, a marker per interval;
+    the band-limited read equals the baseline's bands, and the direct decoder equals libjpeg."""
+    for name, data in originals.items():
+        base = dctnet.read_dct(data)
+        for interval in (1, 3, 8):
+            out = transcode_progressive(data, (1, 6, 16, 64), restart_interval=interval)
+            script = scan_script(out)
+            assert script.band_groups == (1, 6, 16, 64)
+            whole = dctnet.read_dct(out)
+            assert whole.restart_interval == interval
+            assert_planes_equal(whole.planes, base.planes, f"{name} R={interval}")
+            luma = base.planes[0].shape[0] * base.planes[0].shape[1]
+            assert len(restart_markers(out, 1)) == (luma + interval - 1) // interval - 1   # Y bands 1..5
+            for n in BANDS:
+                img = dctnet.read_dct(out, bands=n)
+                assert_planes_equal(img.planes, truncated_bands(base.planes, n), f"{name} R={interval} n={n}")
+                direct = native_outcome(native_read(out, n, True, True))
+                assert direct == native_outcome(native_read(out, n, False, True)), (name, interval, n)
+
+
+def test_restart_interval_is_checked():
+    data = b"\xff\xd8"
+    for bad in (-1, 65536, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="restart_interval"):
+            transcode_progressive(data, restart_interval=bad)
+
+
+@pytest.mark.parametrize("kind, bands", [("upsampling", 16), ("late_concat", 6), ("y_only", 10)])
+def test_read_to_tensor_with_restart_intervals_equals_the_baseline_read(originals, kind, bands):
+    """The crop route decodes only the intervals around the crop (every sampling; 4:4:4 and
+    4:2:2 go the Python route, read whole): the tensors are the baseline files' exactly."""
+    layout = DCTLayout(kind, bands)
+    names = ["0_420", "1_420", "0_444", "1_422", "0_gray", "2_420", "2_444"]
+    base = [originals[n] for n in names]
+    for interval in (1, 5):
+        prog = [transcode_progressive(d, (1, 6, 16, 64), restart_interval=interval) for d in base]
+        for crop, size in (("center", 96), ("random", 96), ("center", 208)):
+            args = dict(size=size, crop=crop, flip=crop == "random", threads=2)
+            x = read_to_tensor(base, layout, generator=torch.Generator().manual_seed(5), on_error="return", **args)
+            y = read_to_tensor(prog, layout, generator=torch.Generator().manual_seed(5), on_error="return", **args)
+            assert [e is None for e in x.errors] == [e is None for e in y.errors]
+            for a, b in zip(*(t if isinstance(t, tuple) else (t,) for t in (x.values, y.values))):
+                assert torch.equal(a, b), (interval, crop, size)
+
+
+def damage_interval(data: bytes, scan: int, k: int) -> bytes:
+    """``data`` with restart interval ``k`` of scan ``scan`` replaced by invalid codes."""
+    markers = restart_markers(data, scan)
+    start = scan_bytes(data, scan)[0] if k == 0 else markers[k - 1] + 2
+    return data[:start] + bytes([0xFF, 0x00]) * 6 + data[markers[k]:]
+
+
+def test_what_lies_in_a_skipped_interval_is_not_looked_at(originals):
+    layout = DCTLayout("upsampling", 16)
+    data = originals["1_420"]
+    out = transcode_progressive(data, (1, 6, 16, 64), restart_interval=1)    # one Y block per interval
+    rows, cols = dctnet.read_dct(data).planes[0].shape[:2]
+    expected = read_to_tensor([data], layout, size=96, threads=1)
+    corner = damage_interval(out, 1, 0)                     # Y bands 1..5 of block (0, 0): outside the crop
+    with pytest.raises(dctnet.JPEGError):
+        dctnet.read_dct(corner, bands=16)
+    assert torch.equal(read_to_tensor([corner], layout, size=96, threads=1), expected)
+    centre = damage_interval(out, 1, rows // 2 * cols + cols // 2)
+    with pytest.raises(dctnet.JPEGError, match="<bytes #0>: Corrupt JPEG data"):
+        read_to_tensor([centre], layout, size=96, threads=1)
+    # a marker missing, or out of sequence: libjpeg reads the file (strict: an error, as for read_dct)
+    markers = restart_markers(out, 1)
+    missing = out[:markers[3]] + out[markers[3] + 2:]
+    swapped = bytearray(out)
+    swapped[markers[3] + 1], swapped[markers[4] + 1] = swapped[markers[4] + 1], swapped[markers[3] + 1]
+    for bad in (missing, bytes(swapped)):
+        assert native_outcome(native_read(bad, 16, True, True)) == native_outcome(native_read(bad, 16, False, True))
+        with pytest.raises(dctnet.JPEGError):
+            read_to_tensor([bad], layout, size=96, threads=1)
+
+
+def test_an_image_the_sink_refuses_after_a_window_is_read_again_whole(originals):
+    """The window query and the sink must agree; if a sink refuses an image it gave a window
+    for, the reader reads it again whole instead of returning it with blocks missing."""
+    from numba import carray, cfunc, types
+
+    from dctnet.codec import read_batch_with_sink
+
+    @cfunc(types.int32(types.voidptr, types.int64, types.voidptr, types.voidptr), nopython=True)
+    def corner_window(context, index, view, out):
+        w = carray(out, (12,), np.int64)
+        for i in range(12):
+            w[i] = 0
+        w[1] = 1
+        w[3] = 1                          # Y block (0, 0) only
+        return 0
+
+    @cfunc(types.int32(types.voidptr, types.int64, types.voidptr), nopython=True)
+    def refuse(context, index, view):
+        return 1
+
+    data = transcode_progressive(originals["0_420"], (1, 6, 16, 64), restart_interval=2)
+    (img,) = read_batch_with_sink([data], refuse.address, 0, window=corner_window.address, threads=1)
+    assert_planes_equal(img.planes, dctnet.read_dct(data).planes, "read again whole")
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(which=st.integers(2, 3), edits=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size=3),
+       cut=st.none() | st.integers(0, 2**31), strict=st.booleans(), kind=st.sampled_from(["upsampling", "y_only"]))
+def test_fuzz_windowed_reads_never_crash(small_band_ordered, which, edits, cut, strict, kind):
+    """Damaged files with restart intervals through the crop route: an error naming the file,
+    or a tensor; never a crash or a hang."""
+    data = bytearray(small_band_ordered[which])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, errors = read_to_tensor([bytes(data)], DCTLayout(kind, 16), size=64, strict=strict, threads=1,
+                                     on_error="return", max_pixels=4_000_000)
+    if errors[0] is not None:
+        assert str(errors[0]).startswith("<bytes #0>")
+    else:
+        assert torch.isfinite(out).all()

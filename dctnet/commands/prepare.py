@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(lossless against the baseline file; a model using n bands then decodes only the scans "
                         "up to the first boundary >= n; put a boundary at each n your models use, and no more: "
                         "1,16,64 for FBS-16 reads ~7%% faster than 1,6,16,64)")
+    p.add_argument("--restart-interval", type=int, default=None, metavar="MCUS",
+                   help="restart marker every MCUS MCUs in the progressive files (default 8; 0: none): "
+                        "read_to_tensor then decodes only the intervals around its crop, at ~5%% more bytes")
     p.add_argument("--threads", "-j", type=int, metavar="N", help="parallel workers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -32,9 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.prepare import prepare_tree
 
+    from ..codec import DEFAULT_RESTART_INTERVAL
+
+    if args.restart_interval is not None and not args.progressive:
+        print("dctnet prepare: --restart-interval applies to --progressive files only", file=sys.stderr)
+        return 2
+    restart = DEFAULT_RESTART_INTERVAL if args.restart_interval is None else args.restart_interval
     try:
         report = prepare_tree(args.src, args.dst, short_side=args.short_side or None, qfs=args.qf,
-                              threads=args.threads, progress=not args.no_progress, progressive=args.progressive)
+                              threads=args.threads, progress=not args.no_progress, progressive=args.progressive,
+                              restart_interval=restart)
     except (ValueError, OSError) as e:
         print(f"dctnet prepare: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ JPEGs with neutral chroma (every DCT layout then has chroma to read). With ``pro
 band groups (e.g. ``(1, 6, 16, 64)``) each file is then rewritten losslessly as a
 band-ordered progressive JPEG (:func:`dctnet.codec.transcode_progressive`: the same
 coefficients, scans ordered DC, bands 1-5, 6-15, 16-63), from which a model using the n
-lowest bands decodes only the first scans (``docs/architecture.md`` §6).
+lowest bands decodes only the first scans, with a restart marker every ``restart_interval``
+MCUs, from which :func:`~dctnet.ops.read_to_tensor` decodes only the intervals around its
+crop (``docs/architecture.md`` §6).
 
 Output tree: with one quality, ``dst`` mirrors ``src`` (same relative paths, suffix ``.jpg``
 for non-JPEG sources); with several, ``dst/qf<Q>/`` mirrors it for each ``Q``. Files are
@@ -33,7 +35,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEGError, transcode_progressive
+from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_RESTART_INTERVAL, JPEGError, \
+    transcode_progressive
 from ..imaging import decode_rgb, encode_jpeg, resize_shorter
 from .datasets import IMAGE_SUFFIXES
 
@@ -88,13 +91,14 @@ def _decode(path: str) -> np.ndarray:
 
 
 def prepare_image(path: str, short_side: int | None, qfs: Sequence[int],
-                  progressive: Sequence[int] | None = None) -> list[bytes]:
+                  progressive: Sequence[int] | None = None,
+                  restart_interval: int = DEFAULT_RESTART_INTERVAL) -> list[bytes]:
     """One source -> its JPEG bytes at each quality (see the module docstring); band-ordered
-    progressive with these band groups when ``progressive`` is given."""
-    return [p for p, _ in _prepare_image(path, short_side, qfs, progressive)]
+    progressive with these band groups (and restart intervals) when ``progressive`` is given."""
+    return [p for p, _ in _prepare_image(path, short_side, qfs, progressive, restart_interval)]
 
 
-def _prepare_image(path, short_side, qfs, progressive) -> list[tuple[bytes, int]]:
+def _prepare_image(path, short_side, qfs, progressive, restart_interval) -> list[tuple[bytes, int]]:
     """(file bytes, bytes of its baseline version) per quality."""
     rgb = _decode(path)
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
@@ -104,7 +108,8 @@ def _prepare_image(path, short_side, qfs, progressive) -> list[tuple[bytes, int]
     out = []
     for q in qfs:
         baseline = encode_jpeg(rgb, int(q), subsampling="420")
-        out.append((baseline if progressive is None else transcode_progressive(baseline, progressive), len(baseline)))
+        out.append((baseline if progressive is None else
+                    transcode_progressive(baseline, progressive, restart_interval=restart_interval), len(baseline)))
     return out
 
 
@@ -123,7 +128,8 @@ def _complete(path: str) -> bool:
 
 def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int | None = 256,
                  qfs: Sequence[int] = (90,), threads: int | None = None, progress: bool = True,
-                 log=None, progressive: Sequence[int] | None = None) -> PrepareReport:
+                 log=None, progressive: Sequence[int] | None = None,
+                 restart_interval: int = DEFAULT_RESTART_INTERVAL) -> PrepareReport:
     """Resize and re-encode every image of ``src`` into ``dst`` (see the module docstring).
 
     Args:
@@ -135,6 +141,8 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         log: called with one line per failed file (default: print to stderr).
         progressive: band groups, e.g. ``(1, 6, 16, 64)``: write band-ordered progressive
             JPEGs (lossless against the baseline files otherwise written); ``None``: baseline.
+        restart_interval: MCUs between the restart markers of the progressive files (0:
+            none); see :func:`~dctnet.codec.transcode_progressive`.
 
     Returns:
         :class:`PrepareReport`.
@@ -148,6 +156,8 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
             raise ValueError(f"progressive band groups must be strictly increasing band counts in 1..64, "
                              f"got {list(progressive)}")
+    if not 0 <= int(restart_interval) <= 65535:
+        raise ValueError(f"restart interval must be a number of MCUs in 0..65535, got {restart_interval}")
     if short_side is not None and short_side < 1:
         raise ValueError(f"short side must be a positive number of pixels, got {short_side}")
     if not os.path.isdir(src):
@@ -176,7 +186,8 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
 
     def work(item) -> tuple[int, int, int]:
         rel, jobs = item
-        data = _prepare_image(os.path.join(src, rel), short_side, [q for q, _ in jobs], progressive)
+        data = _prepare_image(os.path.join(src, rel), short_side, [q for q, _ in jobs], progressive,
+                              restart_interval)
         for (blob, _), (_, out) in zip(data, jobs):
             os.makedirs(os.path.dirname(out), exist_ok=True)
             tmp = f"{out}.part{os.getpid()}"
