@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import dctnet
-from dctnet.codec import scan_script, transcode_progressive
+from dctnet.codec import DEFAULT_RESTART_INTERVAL, scan_script, transcode_progressive
 
 GROUPS = (1, 6, 16, 64)
 #: Groups matched to an FBS-16 model: DC, bands 1-15, the rest. One AC scan per component
@@ -82,6 +82,9 @@ def tensor_contenders(base: list[bytes], prog: list[bytes], corpus: str,
 
     layout, size = DCTLayout("upsampling", 16), TENSOR_SIZE[corpus]
     matched = [transcode_progressive(f, MATCHED_GROUPS) for f in base] if matched is None else matched
+    # what `dctnet prepare --progressive 1,16,64` writes: restart intervals, so that the crop
+    # route decodes only the intervals around the crop
+    prepared = [transcode_progressive(f, MATCHED_GROUPS, restart_interval=DEFAULT_RESTART_INTERVAL) for f in base]
     # the converted EfficientNet-Lite0's layout: chroma at half resolution, dequantised
     converted = DCTLayout("late_concat", 16, dequantize=True)
     return {
@@ -89,9 +92,13 @@ def tensor_contenders(base: list[bytes], prog: list[bytes], corpus: str,
         "read_to_tensor n=16, band-ordered files": lambda: read_to_tensor(prog, layout, size=size, threads=1),
         "read_to_tensor n=16, band-ordered 1,16,64 files":
             lambda: read_to_tensor(matched, layout, size=size, threads=1),
+        f"read_to_tensor n=16, band-ordered 1,16,64 + restart {DEFAULT_RESTART_INTERVAL} files":
+            lambda: read_to_tensor(prepared, layout, size=size, threads=1),
         "late_concat layout: baseline files": lambda: read_to_tensor(base, converted, size=size, threads=1),
         "late_concat layout: band-ordered 1,16,64 files":
             lambda: read_to_tensor(matched, converted, size=size, threads=1),
+        f"late_concat layout: band-ordered 1,16,64 + restart {DEFAULT_RESTART_INTERVAL} files":
+            lambda: read_to_tensor(prepared, converted, size=size, threads=1),
     }
 
 
@@ -107,14 +114,14 @@ def test_reader(benchmark, band_corpora, corpus, index):
     assert len(out) == len(base)
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(7))
 @pytest.mark.parametrize("corpus", ["256", "orig420"])
 def test_read_to_tensor(benchmark, band_corpora, corpus, index):
     base, prog = band_corpora[corpus]
     name, run = list(tensor_contenders(base, prog, corpus).items())[index]
     benchmark.group = f"tensor-{corpus}"
     benchmark.name = name
-    benchmark.extra_info.update(items=len(base), threads=1, baseline=index in (0, 3))
+    benchmark.extra_info.update(items=len(base), threads=1, baseline=index in (0, 4))
     out = benchmark(run)
     out = out[0] if isinstance(out, tuple) else out          # late_concat: (y, cbcr)
     assert out.shape[0] == len(base)
@@ -147,7 +154,10 @@ def sizes(base: list[bytes], prog: list[bytes], tmp: Path) -> dict[str, float]:
                                            check=True).stdout))
         (tmp / f"{i}p.jpg").write_bytes(prog[i])
     out = {"baseline": sum(map(len, base)), "baseline, Huffman-optimised": sum(optimized),
-           "progressive (jpegtran standard script)": sum(standard), "band-ordered 1,6,16,64": sum(map(len, prog))}
+           "progressive (jpegtran standard script)": sum(standard), "band-ordered 1,6,16,64": sum(map(len, prog)),
+           f"band-ordered 1,16,64 + restart {DEFAULT_RESTART_INTERVAL}": sum(
+               len(transcode_progressive(f, MATCHED_GROUPS, restart_interval=DEFAULT_RESTART_INTERVAL)) for f in base),
+           "band-ordered 1,16,64": sum(len(transcode_progressive(f, MATCHED_GROUPS)) for f in base)}
     for n in (1, 6, 16, 32):
         out[f"read from disk, bands={n}"] = sum(dctnet.read_dct(tmp / f"{i}p.jpg", bands=n).bytes_read
                                                 for i in range(len(prog)))
@@ -175,7 +185,7 @@ def main(rounds: int) -> None:
             runs = tensor_contenders(base, prog, corpus)
             names = list(runs)
             # each layout against its own baseline: the ResNet layout's runs, then the converted model's
-            for group in (names[:3], names[3:]):
+            for group in (names[:4], names[4:]):
                 ratios = interleaved({n: runs[n] for n in group}, rounds)
                 for name, (med, lo, hi) in list(ratios.items())[1:]:
                     print(f"  {name}: time / baseline files' {med:.3f} [{lo:.3f}..{hi:.3f}] "

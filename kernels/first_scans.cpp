@@ -156,21 +156,23 @@ struct BitReader {
       }
     }
     while (count <= 56) {
-      uint64_t byte;
-      if (p < end) {
-        byte = *p++;
-        if (byte == 0xFF) {
-          if (p < end && *p == 0x00) {
-            ++p;
-          } else {
-            bad = true;  // RSTn or fill bytes: not handled here
-            byte = 0;
-            p = end;
-          }
+      if (p >= end) {
+        // Past the end: zero bytes, all at once (the bits below `count` are zero already).
+        // Every restart interval ends here, so this is common.
+        const int n = ((56 - count) >> 3) + 1;
+        padding += n;
+        count += 8 * n;
+        return;
+      }
+      uint64_t byte = *p++;
+      if (byte == 0xFF) {
+        if (p < end && *p == 0x00) {
+          ++p;
+        } else {
+          bad = true;  // a marker inside the data: not handled here
+          byte = 0;
+          p = end;
         }
-      } else {
-        byte = 0;
-        ++padding;
       }
       buffer |= byte << (56 - count);
       count += 8;
