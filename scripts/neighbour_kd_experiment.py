@@ -255,7 +255,7 @@ def main() -> None:
                                        monitor_every=a.monitor_every)
         res["kd_seconds"] = round(time.time() - t0)
         res["loss_first_last"] = [sum(losses[:20]) / 20, sum(losses[-20:]) / 20]
-        moved = [float((s * d).pow(2).mean().sqrt() / getattr(student.predictor, f"w0_{c}").pow(2).mean().sqrt())
+        moved = [float((s * d.detach()).pow(2).mean().sqrt() / getattr(student.predictor, f"w0_{c}").pow(2).mean().sqrt())
                  for c, (s, d) in enumerate(zip(student.predictor.scales, student.predictor.delta))]
         res["predictor_relative_change"] = [round(m, 4) for m in moved]
         print(f"kd: {res['kd_seconds']} s, loss {res['loss_first_last']}, predictor moved {res['predictor_relative_change']}",
