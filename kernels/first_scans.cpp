@@ -405,9 +405,11 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
     load_spec(&tables->ac[i], ac[i]);
   }
   uint64_t scan_blocks = 0;
+  uint64_t interval = f.restart_interval;
   size_t pos = begin;
   while (pos < end) {
-    // A marker segment: SOS (decoded), DHT (tables), COM/APPn (skipped); nothing else.
+    // A marker segment: SOS (decoded), DHT (tables), DRI (the interval of the scans after it;
+    // jpegtran -restart N writes one per scan), COM/APPn (skipped); nothing else.
     if (end - pos < 4 || data[pos] != 0xFF) return false;
     const uint8_t marker = data[pos + 1];
     const size_t length = (static_cast<size_t>(data[pos + 2]) << 8) | data[pos + 3];
@@ -417,6 +419,11 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
     pos += 2 + length;
     if (marker == 0xC4) {
       if (!parse_dht(body, body_end, tables)) return false;
+      continue;
+    }
+    if (marker == 0xDD) {
+      if (length != 4) return false;
+      interval = (static_cast<uint64_t>(body[0]) << 8) | body[1];
       continue;
     }
     if (marker == 0xFE || (marker >= 0xE0 && marker <= 0xEF)) continue;
@@ -486,7 +493,6 @@ bool decode_first_scans(const uint8_t* data, size_t begin, size_t end, const Fir
     const int mcu_rows = ns == 1 ? f.height_in_blocks[comps[0]] : f.mcu_rows;
     const int mcu_cols = ns == 1 ? f.width_in_blocks[comps[0]] : f.mcus_per_row;
     const uint64_t mcus = static_cast<uint64_t>(mcu_rows) * mcu_cols;
-    const uint64_t interval = f.restart_interval;
     const uint64_t intervals = interval == 0 ? 1 : (mcus + interval - 1) / interval;
     // libjpeg writes a marker between intervals, none after the last; anything else is
     // libjpeg's to judge (it resynchronises, or fails in strict mode).

@@ -7,14 +7,14 @@
 // the simplest kind, and this decoder handles exactly those: DC first scans (interleaved or
 // not) and AC first scans, Huffman-coded, with or without restart intervals.
 //
-// With restart intervals (a fixed interval from the frame header's DRI) and a block window,
-// the intervals that hold no block of the window are skipped: found by their markers, not
-// decoded, their blocks left zero. What lies in them is not looked at (as with the scans after
+// With restart intervals (from the DRI before the first scan, or one between scans) and a
+// block window, the intervals that hold no block of the window are skipped: found by their
+// markers, not decoded, their blocks left zero. What lies in them is not looked at (as with the scans after
 // a band-limited read's read point); the markers themselves must all be there, in sequence.
 //
 // It is an accelerator, never an authority: it reports failure on anything it does not
 // handle and on anything libjpeg might treat differently (an invalid code, a run past the
-// scan's last band, data running short or left over, a DQT or DRI between scans, a work
+// scan's last band, data running short or left over, a DQT between scans, a work
 // limit), and the caller then decodes the same bytes with libjpeg, which gives its own
 // result or error. When it succeeds the coefficients are the ones libjpeg computes (the
 // same arithmetic, tested against libjpeg on real photos).

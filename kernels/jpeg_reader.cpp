@@ -413,7 +413,7 @@ bool decode_directly(j_decompress_ptr cinfo, const uint8_t* data, const BandPlan
   frame.mcu_rows = static_cast<int>((cinfo->image_height + 8 * max_v - 1) / (8 * max_v));
   frame.max_scan_blocks = options.max_scan_blocks;
   frame.restart_interval = cinfo->restart_interval;
-  if (options.window != nullptr && cinfo->restart_interval > 0) {
+  if (options.window != nullptr) {    // (restart intervals may also begin at a later scan's DRI)
     BlockWindow window;
     std::memset(&window, 0, sizeof(window));
     if (options.window(options.window_context, options.window_index, header, &window)) {
