@@ -584,6 +584,21 @@ def test_read_to_tensor_with_restart_intervals_equals_the_baseline_read(original
                 assert torch.equal(a, b), (interval, crop, size)
 
 
+@pytest.mark.parametrize("kind, bands", [("upsampling", 16), ("late_concat", 6), ("y_only", 10)])
+def test_resizing_route_with_restart_intervals_equals_the_baseline_read(originals, kind, bands):
+    """resize= and random-resized crops (any sampling): the reader decodes only the intervals
+    the resampling operators read, and the tensors are the baseline files' exactly."""
+    layout = DCTLayout(kind, bands)
+    names = ["0_420", "1_444", "0_422", "1_gray", "2_420"]
+    base = [originals[n] for n in names]
+    prog = [transcode_progressive(d, (1, 16, 64), restart_interval=2) for d in base]
+    for kwargs in (dict(resize=112), dict(resize=200), dict(crop="random-resized", flip=True)):
+        x, y = (read_to_tensor(files, layout, size=96, threads=2, generator=torch.Generator().manual_seed(7),
+                               **kwargs) for files in (base, prog))
+        for a, b in zip(*(t if isinstance(t, tuple) else (t,) for t in (x, y))):
+            assert torch.equal(a, b), kwargs
+
+
 def damage_interval(data: bytes, scan: int, k: int) -> bytes:
     """``data`` with restart interval ``k`` of scan ``scan`` replaced by invalid codes."""
     markers = restart_markers(data, scan)
@@ -592,6 +607,9 @@ def damage_interval(data: bytes, scan: int, k: int) -> bytes:
 
 
 def test_what_lies_in_a_skipped_interval_is_not_looked_at(originals):
+    """Damage in an interval outside the crop: read_dct fails, read_to_tensor does not look at
+    it (crop and resizing routes); damage inside the crop is an error; a marker missing or
+    out of sequence leaves the file to libjpeg."""
     layout = DCTLayout("upsampling", 16)
     data = originals["1_420"]
     out = transcode_progressive(data, (1, 6, 16, 64), restart_interval=1)    # one Y block per interval
@@ -601,6 +619,8 @@ def test_what_lies_in_a_skipped_interval_is_not_looked_at(originals):
     with pytest.raises(dctnet.JPEGError):
         dctnet.read_dct(corner, bands=16)
     assert torch.equal(read_to_tensor([corner], layout, size=96, threads=1), expected)
+    assert torch.equal(read_to_tensor([corner], layout, size=96, resize=128, threads=1),
+                       read_to_tensor([data], layout, size=96, resize=128, threads=1))
     centre = damage_interval(out, 1, rows // 2 * cols + cols // 2)
     with pytest.raises(dctnet.JPEGError, match="<bytes #0>: Corrupt JPEG data"):
         read_to_tensor([centre], layout, size=96, threads=1)

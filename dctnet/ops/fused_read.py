@@ -32,7 +32,7 @@ from .layout import DCTLayout
 from .outputs import Output, check_out, output_shapes
 from .rearrange import gather_tables, run_plan
 from .resize import SinkPlan, check_resize_arguments, crop_draws, image_window, resize_image_into, \
-    resize_sink_address
+    resize_sink_address, resize_window_address
 
 __all__ = ["read_to_tensor"]
 
@@ -215,9 +215,10 @@ def _read_resized(srcs, layout, size, resize, crop, flip, generator, out, thread
             plan.add(i, header, image_window(header, layout, size, resize, crop, draws[i]), bool(flips[i]))
         except (ValueError, OSError):
             pass             # the read (or the Python route after it) reports this item
+    # window: band-ordered files with restart intervals are decoded only where the operators read
     results = read_batch_with_sink(srcs, resize_sink_address(), plan.context.ctypes.data, threads=threads,
                                    strict=strict, max_pixels=max_pixels, max_scans=max_scans, max_bytes=max_bytes,
-                                   max_scan_blocks=max_scan_blocks)
+                                   max_scan_blocks=max_scan_blocks, window=resize_window_address())
     del plan
     errors: list[BaseException | None] = [None] * batch
     views = tuple(t.numpy() for t in outs)

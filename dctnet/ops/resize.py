@@ -785,6 +785,60 @@ def _resize_sink_body(context, index, view):
     return CONSUMED
 
 
+@njit(cache=True, nogil=True)
+def _resize_window_body(context, index, view, window):
+    """The blocks :func:`_resize_sink_body` will read of image ``index``, from its header (the
+    reader's window query; ``window``: int64 ``[row0, row1, col0, col1]`` per component, 3):
+    the union of its operators' input ranges ``lo .. hi - 1``. Refuses (nonzero) exactly
+    where the sink would refuse the image."""
+    ctx = carray(context, (RC_SIZE,), np.int64)
+    v = carray(view, (VIEW_SIZE,), np.int64)
+    w = carray(window, (12,), np.int64)
+    batch = ctx[RC_BATCH]
+    table = carray(voidptr(ctx[RC_TABLE]), (batch, 3, PLAN_FIELDS), np.int64)
+    geom = carray(voidptr(ctx[RC_GEOM]), (batch, 3), np.int64)
+    plan = table[index]
+    ncomp = v[VIEW_COMPONENTS]
+    if plan[0, P_MODE] == MODE_NONE or geom[index, 0] != v[VIEW_WIDTH] or geom[index, 1] != v[VIEW_HEIGHT] \
+            or geom[index, 2] != ncomp:
+        return NOT_FAST_PATH
+    if v[VIEW_COLORSPACE] != (_JCS_YCBCR if ncomp == 3 else _JCS_GRAYSCALE):
+        return NOT_FAST_PATH
+    for c in range(3):
+        if plan[c, P_MODE] == MODE_RESIZE and (v[VIEW_ROWS + c] != plan[c, P_ROWS] or v[VIEW_COLS + c] != plan[c, P_COLS]):
+            return NOT_FAST_PATH
+    w[:] = 0
+    for c in range(min(ncomp, 3)):
+        p = plan[c]
+        if p[P_MODE] != MODE_RESIZE:
+            continue                                  # not read: an empty window
+        ho = p[P_HO]
+        wo = p[P_WO]
+        vlo = carray(voidptr(p[P_VLO]), (ho,), np.int64)
+        vhi = carray(voidptr(p[P_VHI]), (ho,), np.int64)
+        hlo = carray(voidptr(p[P_HLO]), (wo,), np.int64)
+        hhi = carray(voidptr(p[P_HHI]), (wo,), np.int64)
+        w[4 * c], w[4 * c + 1] = vlo.min(), vhi.max()
+        w[4 * c + 2], w[4 * c + 3] = hlo.min(), hhi.max()
+    return CONSUMED
+
+
+_RESIZE_WINDOW = None
+
+
+def resize_window_address() -> int:
+    """Address of the resampling sink's window query (a numba cfunc over
+    :func:`_resize_window_body`; the reader's ``SinkWindow``)."""
+    global _RESIZE_WINDOW
+    if _RESIZE_WINDOW is None:
+        @cfunc(types.int32(types.voidptr, types.int64, types.voidptr, types.voidptr), cache=True, nopython=True)
+        def window(context, index, view, out):
+            return _resize_window_body(context, index, view, out)
+
+        _RESIZE_WINDOW = window
+    return _RESIZE_WINDOW.address
+
+
 _RESIZE_SINK = None
 
 
