@@ -99,7 +99,15 @@ def tensor_contenders(base: list[bytes], prog: list[bytes], corpus: str,
             lambda: read_to_tensor(matched, converted, size=size, threads=1),
         f"late_concat layout: band-ordered 1,16,64 + restart {DEFAULT_RESTART_INTERVAL} files":
             lambda: read_to_tensor(prepared, converted, size=size, threads=1),
+        # the Classifier's geometry (resampled in the DCT domain, every band read)
+        "late_concat, resize=256: baseline files":
+            lambda: read_to_tensor(base, converted, size=224, resize=256, threads=1),
+        f"late_concat, resize=256: band-ordered 1,16,64 + restart {DEFAULT_RESTART_INTERVAL} files":
+            lambda: read_to_tensor(prepared, converted, size=224, resize=256, threads=1),
     }
+
+#: The tensor contenders' groups, each against its first (its own baseline).
+TENSOR_GROUPS = ((0, 1, 2, 3), (4, 5, 6), (7, 8))
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -114,14 +122,14 @@ def test_reader(benchmark, band_corpora, corpus, index):
     assert len(out) == len(base)
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(9))
 @pytest.mark.parametrize("corpus", ["256", "orig420"])
 def test_read_to_tensor(benchmark, band_corpora, corpus, index):
     base, prog = band_corpora[corpus]
     name, run = list(tensor_contenders(base, prog, corpus).items())[index]
     benchmark.group = f"tensor-{corpus}"
     benchmark.name = name
-    benchmark.extra_info.update(items=len(base), threads=1, baseline=index in (0, 4))
+    benchmark.extra_info.update(items=len(base), threads=1, baseline=index in [g[0] for g in TENSOR_GROUPS])
     out = benchmark(run)
     out = out[0] if isinstance(out, tuple) else out          # late_concat: (y, cbcr)
     assert out.shape[0] == len(base)
@@ -185,7 +193,7 @@ def main(rounds: int) -> None:
             runs = tensor_contenders(base, prog, corpus)
             names = list(runs)
             # each layout against its own baseline: the ResNet layout's runs, then the converted model's
-            for group in (names[:4], names[4:]):
+            for group in ([names[i] for i in g] for g in TENSOR_GROUPS):
                 ratios = interleaved({n: runs[n] for n in group}, rounds)
                 for name, (med, lo, hi) in list(ratios.items())[1:]:
                     print(f"  {name}: time / baseline files' {med:.3f} [{lo:.3f}..{hi:.3f}] "
