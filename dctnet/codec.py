@@ -784,10 +784,14 @@ def transcode_progressive(src: JPEGSource, bands: Sequence[int] = DEFAULT_BAND_G
         groups.append(64)
     if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
         raise ValueError(f"bands must be strictly increasing band counts in 1..64, not {tuple(bands)}")
-    if isinstance(restart_interval, bool) or not isinstance(restart_interval, (int, np.integer)) or \
-            not 0 <= restart_interval <= 65535:
-        raise ValueError(f"restart_interval must be an integer number of MCUs in 0..65535, not {restart_interval!r}")
-    return _transcode(src, groups, (), max_pixels, max_bytes, int(restart_interval))
+    return _transcode(src, groups, (), max_pixels, max_bytes, check_restart_interval(restart_interval))
+
+
+def check_restart_interval(value) -> int:
+    """``value`` as a restart interval (an integer number of MCUs in 0..65535), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 65535:
+        raise ValueError(f"restart_interval must be an integer number of MCUs in 0..65535, not {value!r}")
+    return int(value)
 
 
 def _transcode(src: JPEGSource, groups: Sequence[int], requant: Sequence[int], max_pixels: int | None,

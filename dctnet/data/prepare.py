@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_RESTART_INTERVAL, JPEGError, \
-    transcode_progressive
+    check_restart_interval, transcode_progressive
 from ..imaging import decode_rgb, encode_jpeg, resize_shorter
 from .datasets import IMAGE_SUFFIXES
 
@@ -156,8 +156,7 @@ def prepare_tree(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: 
         if not groups or any(not 1 <= b <= 64 for b in groups) or any(a >= b for a, b in zip(groups, groups[1:])):
             raise ValueError(f"progressive band groups must be strictly increasing band counts in 1..64, "
                              f"got {list(progressive)}")
-    if not 0 <= int(restart_interval) <= 65535:
-        raise ValueError(f"restart interval must be a number of MCUs in 0..65535, got {restart_interval}")
+    restart_interval = check_restart_interval(restart_interval)
     if short_side is not None and short_side < 1:
         raise ValueError(f"short side must be a positive number of pixels, got {short_side}")
     if not os.path.isdir(src):

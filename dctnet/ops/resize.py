@@ -728,6 +728,25 @@ _JCS_GRAYSCALE, _JCS_YCBCR = 1, 3
 
 
 @njit(cache=True, nogil=True)
+def _plan_fits(ctx, index, v):
+    """Whether image ``index``'s plan (made from its header) fits the image the reader has
+    (``v``: the sink's view): the resampling sink and its window query both refuse otherwise."""
+    batch = ctx[RC_BATCH]
+    plan = carray(voidptr(ctx[RC_TABLE]), (batch, 3, PLAN_FIELDS), np.int64)[index]
+    geom = carray(voidptr(ctx[RC_GEOM]), (batch, 3), np.int64)       # width, height, components
+    ncomp = v[VIEW_COMPONENTS]
+    if plan[0, P_MODE] == MODE_NONE or geom[index, 0] != v[VIEW_WIDTH] or geom[index, 1] != v[VIEW_HEIGHT] \
+            or geom[index, 2] != ncomp:
+        return False
+    if v[VIEW_COLORSPACE] != (_JCS_YCBCR if ncomp == 3 else _JCS_GRAYSCALE):
+        return False
+    for c in range(3):
+        if plan[c, P_MODE] == MODE_RESIZE and (v[VIEW_ROWS + c] != plan[c, P_ROWS] or v[VIEW_COLS + c] != plan[c, P_COLS]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _resize_sink_body(context, index, view):
     """Resample one decoded image into its output row with the plan the caller made from the
     file's header (``RC_*`` / ``P_*`` fields above); anything unexpected (no plan, a geometry
@@ -736,17 +755,10 @@ def _resize_sink_body(context, index, view):
     v = carray(view, (VIEW_SIZE,), np.int64)
     batch = ctx[RC_BATCH]
     table = carray(voidptr(ctx[RC_TABLE]), (batch, 3, PLAN_FIELDS), np.int64)
-    geom = carray(voidptr(ctx[RC_GEOM]), (batch, 3), np.int64)       # width, height, components
     plan = table[index]
     ncomp = v[VIEW_COMPONENTS]
-    if plan[0, P_MODE] == MODE_NONE or geom[index, 0] != v[VIEW_WIDTH] or geom[index, 1] != v[VIEW_HEIGHT] \
-            or geom[index, 2] != ncomp:
+    if not _plan_fits(ctx, index, v):
         return NOT_FAST_PATH
-    if v[VIEW_COLORSPACE] != (_JCS_YCBCR if ncomp == 3 else _JCS_GRAYSCALE):
-        return NOT_FAST_PATH
-    for c in range(3):
-        if plan[c, P_MODE] == MODE_RESIZE and (v[VIEW_ROWS + c] != plan[c, P_ROWS] or v[VIEW_COLS + c] != plan[c, P_COLS]):
-            return NOT_FAST_PATH
     g = ctx[RC_G]
     out_y = carray(voidptr(ctx[RC_OUT_Y]), (batch, ctx[RC_CH_Y], g, g), np.float32)
     out_c = carray(voidptr(ctx[RC_OUT_C]), (batch, ctx[RC_CH_C], g // 2, g // 2), np.float32)
@@ -796,17 +808,10 @@ def _resize_window_body(context, index, view, window):
     w = carray(window, (12,), np.int64)
     batch = ctx[RC_BATCH]
     table = carray(voidptr(ctx[RC_TABLE]), (batch, 3, PLAN_FIELDS), np.int64)
-    geom = carray(voidptr(ctx[RC_GEOM]), (batch, 3), np.int64)
     plan = table[index]
     ncomp = v[VIEW_COMPONENTS]
-    if plan[0, P_MODE] == MODE_NONE or geom[index, 0] != v[VIEW_WIDTH] or geom[index, 1] != v[VIEW_HEIGHT] \
-            or geom[index, 2] != ncomp:
+    if not _plan_fits(ctx, index, v):
         return NOT_FAST_PATH
-    if v[VIEW_COLORSPACE] != (_JCS_YCBCR if ncomp == 3 else _JCS_GRAYSCALE):
-        return NOT_FAST_PATH
-    for c in range(3):
-        if plan[c, P_MODE] == MODE_RESIZE and (v[VIEW_ROWS + c] != plan[c, P_ROWS] or v[VIEW_COLS + c] != plan[c, P_COLS]):
-            return NOT_FAST_PATH
     w[:] = 0
     for c in range(min(ncomp, 3)):
         p = plan[c]
