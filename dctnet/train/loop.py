@@ -29,6 +29,7 @@ Output folder:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -269,6 +270,10 @@ def train(config: TrainConfig) -> dict:
         return _train(config, ctx)
     finally:
         if ctx.owns_group:
+            # The DDP wrapper's reducer holds the process group; freed now (it is in reference
+            # cycles), not at interpreter exit, where a gloo group torn down late can abort
+            # the process (seen once: SIGABRT in a rank after a successful run).
+            gc.collect()
             dist.destroy_process_group()
 
 
