@@ -126,9 +126,9 @@ bool check_dc(Table* t) {
   return true;
 }
 
-// MSB-first bit reader over entropy-coded data[p, end) (end: the marker after the scan).
-// Stuffed 0xFF 0x00 pairs give 0xFF; a marker (data ends at restart markers) fails the read. Past the end it
-// supplies zero bytes and counts them: using any of those bits means the data was short.
+// MSB-first bit reader over entropy-coded data[p, end) (end: the marker after the scan or the
+// restart interval). Stuffed 0xFF 0x00 pairs give 0xFF; any marker fails the read. Past the
+// end it supplies zero bytes and counts them: using any of those bits means the data was short.
 // The valid bits sit at the top of `buffer` (the next bit is bit 63), so looking ahead is a
 // constant shift and consuming is one shift: the short dependency chain of Huffman decoding.
 struct BitReader {
