@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--rrc", type=float, default=0.5)
     ap.add_argument("--train", default="all")
     ap.add_argument("--mixup", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--monitor-every", type=int, default=50)
     ap.add_argument("--report-heldout", action="store_true")
     ap.add_argument("--json")
@@ -88,7 +89,7 @@ def main():
     student._first_trained = a.train in ("first", "everything")
     losses = knowledge_distill(student, full, sources, a.bands, iterations=a.iterations, batch_size=a.batch_size,
                                lr=a.lr, temperature=a.temperature, rrc=a.rrc, train=a.train, mixup=a.mixup,
-                               threads=1, progress=False,
+                               seed=a.seed, threads=1, progress=False,
                                monitor=(lambda i: agreement(student, full, back_in, a.bands)) if back_in else None,
                                monitor_every=a.monitor_every)
     res["kd_seconds"] = round(time.time() - t0)

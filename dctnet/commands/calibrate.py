@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kd-iterations", type=int, default=None, metavar="N",
                    help="kd step: training iterations (default 200, batches of 16)")
     p.add_argument("--kd-lr", type=float, default=None, metavar="LR",
-                   help="kd step: peak Adam learning rate (default 5e-6)")
+                   help="kd step: peak Adam learning rate (default 2e-5)")
     p.add_argument("--kd-temperature", type=float, default=None, metavar="T",
                    help="kd step: softmax temperature of the distilled distributions (default 2)")
     p.add_argument("--batch-size", "-b", type=int, default=32, metavar="N")

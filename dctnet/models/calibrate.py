@@ -547,7 +547,7 @@ def _kd_parameters(model: nn.Module, train: str) -> set[str]:
 
 
 def knowledge_distill(student: nn.Module, teacher: nn.Module, sources: Sequence[bytes], bands: int, *,
-                      iterations: int = 200, batch_size: int = 16, lr: float = 5e-6, temperature: float = 2.0,
+                      iterations: int = 200, batch_size: int = 16, lr: float = 2e-5, temperature: float = 2.0,
                       warmup: float = 0.05, resizes: Sequence[int] = KD_RESIZES, rrc: float = KD_RRC,
                       train: str = "all", mixup: float = 1.0, seed: int = 0, threads: int | None = None,
                       progress: bool = False, monitor=None, monitor_every: int = 0) -> list[float]:
