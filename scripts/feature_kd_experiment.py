@@ -47,7 +47,7 @@ import torch
 import dctnet.models.calibrate as cal
 from dctnet.evaluate.calibration import heldout_split
 from dctnet.models import resolve
-from dctnet.models.calibrate import _select, calibrate, factored_first_layers, knowledge_distill, reencoded_versions
+from dctnet.models.calibrate import calibrate, knowledge_distill, reencoded_versions
 
 _spec = importlib.util.spec_from_file_location("kd_experiment", os.path.join(os.path.dirname(__file__), "kd_experiment.py"))
 kd_experiment = importlib.util.module_from_spec(_spec)
@@ -190,16 +190,8 @@ def main():
           flush=True)
     print("held-back after:", res["after"], flush=True)
     if a.report_heldout:
-        from dctnet.data.datasets import imagenet_classes, synset_of_path
-        index = imagenet_classes().index
-        labels = torch.tensor([index[synset_of_path(f)] for f in held])
-        res["heldout_top1"] = {}
-        with torch.no_grad(), factored_first_layers(student.stem_conv, full.stem_conv):
-            for name, batch in kd_experiment.settings_inputs(held, (None, 90, 70, 50, 30, 10)).items():
-                s = student(*_select(batch, a.bands)).argmax(1)
-                t = full(*batch).argmax(1)
-                res["heldout_top1"][name] = (round(100.0 * float((s == labels).float().mean())),
-                                             round(100.0 * float((t == labels).float().mean())))
+        res["heldout_top1"] = kd_experiment.heldout_top1(student, full, held, a.bands,
+                                                         (student.stem_conv, full.stem_conv))
         print("held-out top-1 (student, n=64):", res["heldout_top1"], flush=True)
     if a.json:
         with open(a.json, "w") as f:

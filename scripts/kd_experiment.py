@@ -53,6 +53,22 @@ def agreement(student, teacher, inputs, n):
     return {"kl": round(sum(kls) / len(kls), 4), "agree": round(sum(agree) / len(agree), 1)}
 
 
+def heldout_top1(student, full, held, bands: int, factored_layers) -> dict:
+    """setting -> (student top-1 %, n=64 top-1 %) on the held-out photos (labels from their
+    synsets), with ``factored_layers`` run factored."""
+    from dctnet.data.datasets import imagenet_classes, synset_of_path
+    index = imagenet_classes().index
+    labels = torch.tensor([index[synset_of_path(f)] for f in held])
+    out = {}
+    with torch.no_grad(), factored_first_layers(*factored_layers):
+        for name, batch in settings_inputs(held, (None, 90, 70, 50, 30, 10)).items():
+            s = student(*_select(batch, bands)).argmax(1)
+            t = full(*batch).argmax(1)
+            out[name] = (round(100.0 * float((s == labels).float().mean())),
+                         round(100.0 * float((t == labels).float().mean())))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
@@ -98,16 +114,8 @@ def main():
     if back_in:
         res["after"] = agreement(student, full, back_in, a.bands)
     if a.report_heldout:
-        from dctnet.data.datasets import imagenet_classes, synset_of_path
-        index = imagenet_classes().index
-        labels = torch.tensor([index[synset_of_path(f)] for f in held])
-        res["heldout_top1"] = {}
-        with torch.no_grad(), factored_first_layers(*((full.stem_conv,) if student._first_trained else (student.stem_conv, full.stem_conv))):
-            for name, batch in settings_inputs(held, (None, 90, 70, 50, 30, 10)).items():
-                s = student(*_select(batch, a.bands)).argmax(1)
-                t = full(*batch).argmax(1)
-                res["heldout_top1"][name] = (round(100.0 * float((s == labels).float().mean())),
-                                             round(100.0 * float((t == labels).float().mean())))
+        layers = (full.stem_conv,) if student._first_trained else (student.stem_conv, full.stem_conv)
+        res["heldout_top1"] = heldout_top1(student, full, held, a.bands, layers)
         print("held-out top-1 (student, n=64):", res["heldout_top1"], flush=True)
     if a.json:
         with open(a.json, "w") as f:
